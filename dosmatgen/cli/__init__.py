@@ -1,0 +1,1 @@
+"""The ``dosmatgen`` command line: thin wrappers over library functions."""

@@ -1,0 +1,51 @@
+"""Entry point of the ``dosmatgen`` console script.
+
+Each command group lives in its own module under ``dosmatgen.cli`` and exposes
+``register(subparsers)``; handlers import heavy libraries lazily so ``dosmatgen --help`` is fast.
+Errors derived from :class:`dosmatgen.errors.DosmatgenError` print one clear line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from dosmatgen import __version__
+from dosmatgen.errors import DosmatgenError
+
+#: Command modules, in the order they appear in ``--help``. Add one line per new command group.
+COMMAND_MODULES = [
+    "dosmatgen.cli.data",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dosmatgen", description="Inverse design of crystals from their density of states.")
+    parser.add_argument("--version", action="version", version=f"dosmatgen {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        rc = args.func(args)
+    except DosmatgenError as err:
+        print(f"dosmatgen {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Densities of states: grids, records, featurizers, scalers and DOS-derived properties."""
