@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install dosmatgen and everything it needs into ./.venv (Debian/Ubuntu; apt-get as root for system libraries).
+#   bash scripts/install.sh            # full install: library, cluster, MLFFs, GPAW (DFT), test tools
+#   DOSMATGEN_NO_DFT=1 bash scripts/install.sh   # skip GPAW (GPL, compiled from source)
+# Idempotent: rerunning only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+VENV=${DOSMATGEN_VENV:-.venv}
+
+apt_pkgs=(libxc-dev libopenblas-dev openmpi-bin libopenmpi-dev iproute2 util-linux)
+missing=()
+for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "[install] apt-get install ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "[install] warning: missing system packages ${missing[*]} (need root + apt-get); GPAW/MPI may not build" >&2
+  fi
+fi
+
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+. "$VENV/bin/activate"
+python -m pip install -q --upgrade pip
+# torch first, pinned: the CPU build of 2.13.0 is what this project tests on (other specs may pull a CUDA build).
+python -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.13.0') else 1)" 2>/dev/null \
+  || python -m pip install -q torch==2.13.0
+extras="cluster,mlff,mp,test"
+[ "${DOSMATGEN_NO_DFT:-0}" = 1 ] || extras="$extras,dft"
+echo "[install] pip install -e .[$extras]"
+python -m pip install -q -e ".[$extras]"
+echo "[install] done: $(python -c 'import dosmatgen; print("dosmatgen", dosmatgen.__version__)') in $VENV"

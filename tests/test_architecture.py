@@ -1,0 +1,34 @@
+"""The science library never imports the orchestration layer (Ray, Dask, submitit, mpi4py, cluster/)."""
+
+import ast
+import pathlib
+
+import pytest
+
+FORBIDDEN = {"ray", "dask", "distributed", "dask_jobqueue", "submitit", "mpi4py", "cluster", "jobs"}
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+# the CLI's `screen` handler may import cluster lazily inside a function: it is the one documented bridge
+LAZY_BRIDGES = {"dosmatgen/cli/screen.py"}
+
+
+def _imports(path: pathlib.Path):
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                yield node, a.name.split(".")[0]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node, node.module.split(".")[0]
+
+
+def _is_module_level(tree_path: pathlib.Path, node) -> bool:
+    tree = ast.parse(tree_path.read_text())
+    return any(node.lineno == n.lineno for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)))
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "dosmatgen").rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT)))
+def test_library_does_not_import_cluster_packages(path):
+    rel = str(path.relative_to(ROOT))
+    for node, top in _imports(path):
+        if top in FORBIDDEN:
+            assert rel in LAZY_BRIDGES and not _is_module_level(path, node), f"{rel}:{node.lineno} imports {top}"
