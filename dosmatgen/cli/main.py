@@ -18,6 +18,7 @@ from dosmatgen.errors import DosmatgenError
 #: Command modules, in the order they appear in ``--help``. Add one line per new command group.
 COMMAND_MODULES = [
     "dosmatgen.cli.data",
+    "dosmatgen.cli.targets",
 ]
 
 
