@@ -19,6 +19,7 @@ from dosmatgen.errors import DosmatgenError
 COMMAND_MODULES = [
     "dosmatgen.cli.data",
     "dosmatgen.cli.targets",
+    "dosmatgen.cli.screen",
 ]
 
 
