@@ -1,0 +1,17 @@
+"""The dataset store shipped with dosmatgen (``dosmatgen/resources/data/gpaw-v1.zarr``; provenance in the README next to it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dosmatgen.errors import StoreError
+
+BUNDLED_NAME = "gpaw-v1.zarr"
+
+
+def bundled_dataset_path() -> Path:
+    """Path of the bundled GPAW dataset store (811 structures, 3,330 sites); StoreError if the install lacks it."""
+    path = Path(__file__).resolve().parent.parent / "resources" / "data" / BUNDLED_NAME
+    if not (path / "zarr.json").is_file():
+        raise StoreError(f"the bundled dataset is missing from this installation (expected {path})")
+    return path
