@@ -1,0 +1,51 @@
+"""One periodic message-passing layer of the CSPNet family (pre-LayerNorm, residual, mean aggregation)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch_geometric.utils import scatter
+
+
+class CSPLayer(nn.Module):
+    """``h <- h + node_mlp([h_i, mean_j edge_mlp([h_i, h_j, flatten(L Lᵀ), fourier(x_j - x_i)])])``.
+
+    The first linear map of the edge MLP acts on the concatenation ``[h_i, h_j, LLᵀ, fourier]``; it is
+    evaluated as the sum of four linear maps (node terms computed once per atom and gathered, the lattice
+    term once per crystal) which is the same function at a fraction of the cost on E = Σ n² edges.
+
+    Shapes: h (N, H); edge_index (2, E) (rows i, j); edge_crystal (E,); lattice_ip (B, 9) = flatten(L Lᵀ);
+    fourier (E, F). Returns (N, H).
+    """
+
+    def __init__(self, hidden_dim: int, fourier_dim: int, layer_norm: bool = True) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden_dim) if layer_norm else nn.Identity()
+        self.edge_src = nn.Linear(hidden_dim, hidden_dim)
+        self.edge_dst = nn.Linear(hidden_dim, hidden_dim, bias=False)
+        self.edge_lattice = nn.Linear(9, hidden_dim, bias=False)
+        self.edge_fourier = nn.Linear(fourier_dim, hidden_dim, bias=False)
+        self.edge_out = nn.Sequential(nn.SiLU(), nn.Linear(hidden_dim, hidden_dim), nn.SiLU())
+        self.node_mlp = nn.Sequential(
+            nn.Linear(2 * hidden_dim, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, hidden_dim), nn.SiLU()
+        )
+
+    def forward(
+        self,
+        h: torch.Tensor,
+        edge_index: torch.Tensor,
+        edge_crystal: torch.Tensor,
+        lattice_ip: torch.Tensor,
+        fourier: torch.Tensor,
+    ) -> torch.Tensor:
+        hn = self.norm(h)
+        src, dst = edge_index
+        pre = (
+            self.edge_src(hn)[src]
+            + self.edge_dst(hn)[dst]
+            + self.edge_lattice(lattice_ip)[edge_crystal]
+            + self.edge_fourier(fourier)
+        )
+        messages = self.edge_out(pre)
+        agg = scatter(messages, src, dim=0, dim_size=h.shape[0], reduce="mean")
+        return h + self.node_mlp(torch.cat([hn, agg], dim=-1))
