@@ -1,0 +1,415 @@
+#!/usr/bin/env python
+"""Grow the project's GPAW DOS dataset in the background (issue 7 §1), with the dos-gpaw-v1 settings.
+
+Candidates, at most 8 atoms, elements with Z <= 83, no Tc or Pm, La as the only lanthanide:
+
+* ``perov5-<material_id>``: rows of CDVAE's perov_5 val/test CSVs (source ``cdvae-perov_5``);
+* ``mattergen-<path>``: CIFs of MatterGen's data release in ``cifs.zip`` (source ``mattergen-data-release``);
+  of an ``X``/``X_symmetrized`` pair only ``X`` is used (the engine symmetrizes anyway);
+* decorated prototypes relaxed with CHGNet (ASE FIRE + FrechetCellFilter, fmax 0.05 eV/Å, at most 300 steps;
+  source ``prototype-chgnet-relaxed``): B2, rocksalt, zincblende, fluorite, antifluorite, L1_2, rutile and
+  cubic perovskite, with charge-balanced or intermetallic element choices (see ``prototype_specs``).
+
+Ids already in dos-gpaw-v1 (or in its failures.jsonl) are left out; prototypes are also matched regardless of
+the order of the elements in the id (``B2-AlZn`` = ``B2-ZnAl``). Candidates run smallest cells first.
+
+Everything lands in OUT (default /work/grow/gpaw-v2, outside the repository) through
+``dosmatgen.dft.compute.compute_dos_dataset``: ``records/<id>.npz``, ``failures.jsonl``, ``work/<id>/``.
+Also in OUT: ``candidates.json`` (the candidate list, built once), ``relaxed_prototypes.jsonl`` (CHGNet cache),
+``grow.log`` (one line per structure) and ``status.json`` (counts and rate). The run is resumable: start it
+again with the same OUT and it continues where it stopped.
+
+Usage (one core, low priority)::
+
+    nohup nice -n 10 python tools/grow_dataset.py --out /work/grow/gpaw-v2 > /work/grow/grow.out 2>&1 &
+    python tools/grow_dataset.py --out /work/grow/gpaw-v2 --dry-run    # candidate counts only
+
+This is a maintainer tool: it reads the shared data folder given by --shared; the library and tests never do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import signal
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterator
+
+# one core for everything this process does (CHGNet/torch, numpy) and for the GPAW workers it starts
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+
+from dosmatgen.crystal import Crystal  # noqa: E402
+
+MAX_ATOMS = 8
+LANTHANIDES_EXCEPT_LA = set(range(58, 72))
+EXCLUDED_Z = {43, 61} | LANTHANIDES_EXCEPT_LA
+PROTOTYPE_SOURCE = "prototype-chgnet-relaxed"
+
+
+def allowed(z: np.ndarray) -> bool:
+    """Elements allowed in the dataset: Z <= 83, not Tc or Pm, no lanthanide but La."""
+    return bool(np.all((z >= 1) & (z <= 83))) and not (set(int(x) for x in z) & EXCLUDED_Z)
+
+
+# ------------------------------------------------------------------------------------------- prototypes
+def _radius(symbol: str) -> float:
+    from ase.data import atomic_numbers, covalent_radii
+
+    return float(covalent_radii[atomic_numbers[symbol]])
+
+
+def _fcc_primitive(a: float) -> np.ndarray:
+    return 0.5 * a * np.array([[0, 1, 1], [1, 0, 1], [1, 1, 0]], dtype=float)
+
+
+def build_prototype(kind: str, elements: tuple[str, ...]) -> tuple[str, Crystal]:
+    """``(id, unrelaxed crystal)`` of a decorated prototype; lattice guessed from covalent radii."""
+    from ase.data import atomic_numbers as Z
+
+    if kind == "B2":  # CsCl: A (0,0,0), B (1/2,1/2,1/2); nearest neighbours a*sqrt(3)/2
+        a_el, b_el = elements
+        a = 2 * (_radius(a_el) + _radius(b_el)) / np.sqrt(3)
+        return f"B2-{a_el}{b_el}", Crystal([Z[a_el], Z[b_el]], [[0, 0, 0], [0.5, 0.5, 0.5]], a * np.eye(3))
+    if kind == "rocksalt":  # A (0,0,0), B (1/2,1/2,1/2) of the fcc primitive cell; neighbours at a/2
+        a_el, b_el = elements
+        a = 2 * (_radius(a_el) + _radius(b_el))
+        return f"rocksalt-{a_el}{b_el}", Crystal([Z[a_el], Z[b_el]], [[0, 0, 0], [0.5, 0.5, 0.5]], _fcc_primitive(a))
+    if kind == "zincblende":  # A (0,0,0), B (1/4,1/4,1/4); neighbours at a*sqrt(3)/4
+        a_el, b_el = elements
+        a = 4 * (_radius(a_el) + _radius(b_el)) / np.sqrt(3)
+        return f"zincblende-{a_el}{b_el}", Crystal([Z[a_el], Z[b_el]], [[0, 0, 0], [0.25] * 3], _fcc_primitive(a))
+    if kind in ("fluorite", "antifluorite"):  # A on 4a, B on 8c (fluorite AB2) or A on 8c (antifluorite A2B)
+        a_el, b_el = elements
+        a = 4 * (_radius(a_el) + _radius(b_el)) / np.sqrt(3)
+        if kind == "fluorite":
+            return f"fluorite-{a_el}{b_el}2", Crystal([Z[a_el], Z[b_el], Z[b_el]], [[0, 0, 0], [0.25] * 3, [0.75] * 3], _fcc_primitive(a))
+        return f"antifluorite-{a_el}2{b_el}", Crystal([Z[b_el], Z[a_el], Z[a_el]], [[0, 0, 0], [0.25] * 3, [0.75] * 3], _fcc_primitive(a))
+    if kind == "L12":  # A3B: B (0,0,0), A on the face centres; neighbours at a/sqrt(2)
+        a_el, b_el = elements
+        a = np.sqrt(2) * (_radius(a_el) + _radius(b_el))
+        frac = [[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]]
+        return f"L12-{a_el}3{b_el}", Crystal([Z[b_el]] + [Z[a_el]] * 3, frac, a * np.eye(3))
+    if kind == "rutile":  # AB2: A (0,0,0),(1/2,1/2,1/2); B (u,u,0),(-u,-u,0),(1/2+u,1/2-u,1/2),(1/2-u,1/2+u,1/2)
+        a_el, b_el = elements
+        d = _radius(a_el) + _radius(b_el)
+        a, c, u = 2.3 * d, 1.5 * d, 0.305
+        frac = [[0, 0, 0], [0.5, 0.5, 0.5], [u, u, 0], [1 - u, 1 - u, 0], [0.5 + u, 0.5 - u, 0.5], [0.5 - u, 0.5 + u, 0.5]]
+        return f"rutile-{a_el}{b_el}2", Crystal([Z[a_el]] * 2 + [Z[b_el]] * 4, frac, np.diag([a, a, c]))
+    if kind == "perovskite":  # ABX3: B (0,0,0), A (1/2,1/2,1/2), X at the edge centres; B-X = a/2
+        a_el, b_el, x_el = elements
+        a = max(2 * (_radius(b_el) + _radius(x_el)), np.sqrt(2) * (_radius(a_el) + _radius(x_el)))
+        frac = [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0, 0], [0, 0.5, 0], [0, 0, 0.5]]
+        return f"perovskite-{a_el}{b_el}{x_el}3", Crystal([Z[b_el], Z[a_el]] + [Z[x_el]] * 3, frac, a * np.eye(3))
+    raise ValueError(kind)
+
+
+def prototype_specs() -> list[tuple[str, tuple[str, ...]]]:
+    """Decorations with sensible chemistry: charge-balanced ionic compounds and intermetallics."""
+    specs: list[tuple[str, tuple[str, ...]]] = []
+    intermetallic = ["Al", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn", "Ga", "Zr", "Nb", "Mo", "Ru", "Rh",
+                     "Pd", "Ag", "In", "Hf", "Ta", "W", "Ir", "Pt", "Au", "Sc", "Y", "Mg"]  # fmt: skip
+    specs += [("B2", p) for p in itertools.combinations(intermetallic, 2)]
+    specs += [("B2", (a, x)) for a in ("Cs", "Rb", "Tl") for x in ("Cl", "Br", "I")]
+    l12 = ["Al", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn", "Ga", "Zr", "Nb", "Ru", "Rh", "Pd", "Ag",
+           "In", "Sn", "Ir", "Pt", "Au"]  # fmt: skip
+    specs += [("L12", (a, b)) for a in l12 for b in l12 if a != b]
+    specs += [("rocksalt", (a, x)) for a in ("Li", "Na", "K", "Rb", "Cs", "Ag", "Cu", "Tl") for x in ("F", "Cl", "Br", "I")]
+    specs += [("rocksalt", (a, x)) for a in ("Mg", "Ca", "Sr", "Ba", "Mn", "Fe", "Co", "Ni", "Zn", "Cd", "Pb", "Sn", "Ge")
+              for x in ("O", "S", "Se", "Te")]  # fmt: skip
+    specs += [("rocksalt", (a, x)) for a in ("Sc", "Y", "La", "Al", "Ga", "In") for x in ("N", "P", "As", "Sb", "Bi")]
+    specs += [("rocksalt", (a, x)) for a in ("Ti", "Zr", "Hf", "V", "Nb", "Ta", "Cr", "Mo", "W") for x in ("C", "N")]
+    specs += [("zincblende", (a, x)) for a in ("B", "Al", "Ga", "In") for x in ("N", "P", "As", "Sb")]
+    specs += [("zincblende", (a, x)) for a in ("Be", "Mg", "Zn", "Cd", "Hg") for x in ("O", "S", "Se", "Te")]
+    specs += [("zincblende", (a, x)) for a in ("Cu", "Ag") for x in ("F", "Cl", "Br", "I")]
+    specs += [("zincblende", p) for p in (("Si", "C"), ("Ge", "C"), ("Sn", "C"), ("Si", "Ge"), ("Ge", "Sn"), ("Si", "Sn"))]
+    specs += [("fluorite", (a, x)) for a in ("Ca", "Sr", "Ba", "Cd", "Pb", "Hg") for x in ("F", "Cl")]
+    specs += [("fluorite", (a, "O")) for a in ("Zr", "Hf", "Ti", "Sn", "Pb", "Ge", "Te")]
+    specs += [("fluorite", (a, x)) for a in ("Pt", "Au", "Pd", "Co", "Ni", "Ir", "Rh") for x in ("Al", "Ga", "In", "Si", "Ge", "Sn")]
+    specs += [("antifluorite", (a, x)) for a in ("Li", "Na", "K", "Rb") for x in ("O", "S", "Se", "Te")]
+    specs += [("antifluorite", ("Mg", x)) for x in ("Si", "Ge", "Sn", "Pb")] + [("antifluorite", ("Be", "C"))]
+    specs += [("rutile", (a, "O")) for a in ("Ti", "V", "Cr", "Mn", "Ge", "Sn", "Pb", "Ru", "Os", "Ir", "Nb", "Mo",
+                                              "W", "Rh", "Pt", "Te", "Zr", "Hf", "Ta", "Re", "Si")]  # fmt: skip
+    specs += [("rutile", (a, "F")) for a in ("Mg", "Mn", "Fe", "Co", "Ni", "Zn", "Cu", "Pd", "Cd", "Ca")]
+    specs += [("perovskite", (a, b, "O")) for a in ("Ca", "Sr", "Ba", "Pb")
+              for b in ("Ti", "Zr", "Hf", "Sn", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Mo", "Ru", "Rh", "Ir", "Ge")]  # fmt: skip
+    specs += [("perovskite", ("La", b, "O")) for b in ("Al", "Ga", "Sc", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "In")]
+    specs += [("perovskite", (a, b, "O")) for a in ("Na", "K", "Rb") for b in ("Nb", "Ta", "V", "Sb")]
+    specs += [("perovskite", (a, b, x)) for a in ("K", "Rb", "Cs") for b in ("Mg", "Ca", "Mn", "Fe", "Co", "Ni", "Zn",
+              "Cd", "Ge", "Sn", "Pb") for x in ("F", "Cl", "Br", "I")]  # fmt: skip
+    return specs
+
+
+def prototype_key(id: str) -> tuple[str, tuple[str, ...]] | None:
+    """``(family, sorted element symbols with counts)`` of a prototype id, so reordered decorations match."""
+    import re
+
+    if "-" not in id:
+        return None
+    family, formula = id.split("-", 1)
+    parts = re.findall(r"([A-Z][a-z]?)(\d*)", formula)
+    if not parts or "".join(e + n for e, n in parts) != formula:
+        return None
+    return family, tuple(sorted(f"{e}{n or 1}" for e, n in parts))
+
+
+# ------------------------------------------------------------------------------------------- candidates
+def existing_ids(shared: Path) -> set[str]:
+    base = shared / "dos-gpaw-v1"
+    with np.load(base / "dataset.npz") as z:
+        ids = {str(x) for x in z["ids"]}
+    failures = base / "failures.jsonl"
+    if failures.exists():
+        ids |= {json.loads(l)["id"] for l in failures.read_text().splitlines() if l.strip()}
+    return ids
+
+
+def _formula(z) -> tuple[tuple[int, int], ...]:
+    """Element counts as a hashable formula (not reduced: cells of equal size compare)."""
+    return tuple(sorted(Counter(int(x) for x in z).items()))
+
+
+def v1_perov5_formulas(shared: Path) -> set[tuple[tuple[int, int], ...]]:
+    with np.load(shared / "dos-gpaw-v1" / "dataset.npz") as z:
+        ids, off, numbers = z["ids"], z["offsets"], z["atomic_numbers"]
+        return {_formula(numbers[off[i]:off[i + 1]]) for i in range(len(ids)) if str(ids[i]).startswith("perov5-")}
+
+
+def _crystal_entry(id: str, source: str, c: Crystal, relax: bool) -> dict[str, Any]:
+    return {"id": id, "source": source, "relax": relax, "n_atoms": c.num_atoms, "atomic_numbers": c.atomic_numbers.tolist(),
+            "frac_coords": c.frac_coords.tolist(), "lattice": c.lattice.tolist()}  # fmt: skip
+
+
+def assemble_candidates(shared: Path, log) -> list[dict[str, Any]]:
+    """All candidates (not yet relaxed), smallest cells first."""
+    from dosmatgen.data.sources.structure_only import read_cif, read_csv
+    from dosmatgen.errors import InvalidRecordError
+
+    have = existing_ids(shared)
+    have_protos = {k for k in map(prototype_key, have) if k}
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    why: Counter = Counter()
+
+    def add(id: str, source: str, c: Crystal, relax: bool) -> None:
+        if id in have or id in seen:
+            why["already in dos-gpaw-v1 or duplicate"] += 1
+        elif c.num_atoms > MAX_ATOMS:
+            why[f"more than {MAX_ATOMS} atoms"] += 1
+        elif not allowed(c.atomic_numbers):
+            why["element outside Z<=83 / Tc / Pm / lanthanides"] += 1
+        else:
+            seen.add(id)
+            out.append(_crystal_entry(id, source, c, relax))
+
+    for name in ("perov_5_val.csv", "perov_5_test.csv"):
+        for item in read_csv(shared / "structures" / name, source="cdvae-perov_5"):
+            if isinstance(item, InvalidRecordError):
+                why["unreadable"] += 1
+                continue
+            add(f"perov5-{item.id}", "cdvae-perov_5", item.crystal, False)
+    log(f"perov_5 read: {len(out)} candidates so far")
+
+    cif_items = [i for i in read_cif(shared / "structures" / "cifs.zip", source="mattergen-data-release")]
+    names = {i.id for i in cif_items if not isinstance(i, InvalidRecordError)}
+    for item in cif_items:
+        if isinstance(item, InvalidRecordError):
+            why["unreadable"] += 1
+            continue
+        if item.id.endswith("_symmetrized") and item.id[: -len("_symmetrized")] in names:
+            why["symmetrized twin"] += 1
+            continue
+        rel = item.id[len("cifs/"):] if item.id.startswith("cifs/") else item.id
+        add("mattergen-" + rel.replace("/", "-"), "mattergen-data-release", item.crystal, False)
+    log(f"cifs.zip read: {len(out)} candidates so far")
+
+    perovskite_formulas = {_formula(c["atomic_numbers"]) for c in out if c["source"] == "cdvae-perov_5"}
+    perovskite_formulas |= v1_perov5_formulas(shared)
+    for kind, elements in prototype_specs():
+        id, crystal = build_prototype(kind, elements)
+        if prototype_key(id) in have_protos:
+            why["prototype already in dos-gpaw-v1"] += 1
+        elif kind == "perovskite" and _formula(crystal.atomic_numbers) in perovskite_formulas:
+            why["perovskite already among the perov_5 rows"] += 1
+        else:
+            add(id, PROTOTYPE_SOURCE, crystal, True)
+    # smallest cells first; within one size, sources take turns so every kind of chemistry advances together
+    rank: Counter = Counter()
+    keyed = []
+    for e in sorted(out, key=lambda e: (e["n_atoms"], e["id"])):
+        group = (e["n_atoms"], e["source"], e["id"].split("-")[0])
+        keyed.append(((e["n_atoms"], rank[group], e["source"], e["id"]), e))
+        rank[group] += 1
+    out = [e for _, e in sorted(keyed, key=lambda t: t[0])]
+    log(f"{len(out)} candidates; left out: {dict(why)}")
+    return out
+
+
+def load_or_build_candidates(out_dir: Path, shared: Path, log) -> list[dict[str, Any]]:
+    path = out_dir / "candidates.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    cands = assemble_candidates(shared, log)
+    tmp = path.with_name(".candidates.json.tmp")
+    tmp.write_text(json.dumps(cands))
+    os.replace(tmp, path)
+    return cands
+
+
+# --------------------------------------------------------------------------------------- CHGNet relaxing
+class PrototypeRelaxer:
+    """CHGNet cell relaxation (ASE FIRE + FrechetCellFilter), cached in ``relaxed_prototypes.jsonl``."""
+
+    def __init__(self, cache: Path, fmax: float = 0.05, steps: int = 300):
+        self.cache_path = cache
+        self.fmax, self.steps = fmax, steps
+        self.cache: dict[str, dict[str, Any]] = {}
+        if cache.exists():
+            for line in cache.read_text().splitlines():
+                try:
+                    e = json.loads(line)
+                    self.cache[e["id"]] = e
+                except (json.JSONDecodeError, KeyError):
+                    continue
+        self._calc = None
+
+    def calculator(self):
+        if self._calc is None:
+            import torch
+            from chgnet.model import CHGNet
+            from chgnet.model.dynamics import CHGNetCalculator
+
+            torch.set_num_threads(1)
+            self._calc = CHGNetCalculator(CHGNet.load(verbose=False), use_device="cpu", on_isolated_atoms="ignore")
+        return self._calc
+
+    def relax(self, id: str, crystal: Crystal) -> Crystal | None:
+        """The relaxed crystal, or None when the relaxation failed a sanity check (reason cached)."""
+        if id not in self.cache:
+            self.cache[id] = entry = self._relax(id, crystal)
+            with open(self.cache_path, "a") as fh:
+                fh.write(json.dumps(entry) + "\n")
+        entry = self.cache[id]
+        if not entry["ok"]:
+            return None
+        return Crystal(np.array(entry["atomic_numbers"]), np.array(entry["frac_coords"]), np.array(entry["lattice"]))
+
+    def _relax(self, id: str, crystal: Crystal) -> dict[str, Any]:
+        import warnings
+
+        from ase.filters import FrechetCellFilter
+        from ase.optimize import FIRE
+
+        atoms = crystal.to_ase()
+        atoms.calc = self.calculator()
+        start = time.perf_counter()
+        entry: dict[str, Any] = {"id": id, "ok": False}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                opt = FIRE(FrechetCellFilter(atoms), logfile=None)
+                converged = bool(opt.run(fmax=self.fmax, steps=self.steps))
+                fmax = float(np.abs(atoms.get_forces()).max())
+                energy = float(atoms.get_potential_energy()) / len(atoms)
+            relaxed = Crystal.from_ase(atoms)
+            ratio = relaxed.volume / crystal.volume
+            entry.update(steps=int(opt.nsteps), converged=converged, fmax=fmax, energy_per_atom=energy, volume_ratio=ratio,
+                         atomic_numbers=relaxed.atomic_numbers.tolist(), frac_coords=relaxed.frac_coords.tolist(),
+                         lattice=relaxed.lattice.tolist())  # fmt: skip
+            if not np.isfinite(energy) or not (0.3 < ratio < 3.0):
+                entry["reason"] = f"volume changed by x{ratio:.2f} or energy not finite"
+            elif relaxed.min_interatomic_distance() < 0.9:
+                entry["reason"] = f"atoms collapsed (closest pair {relaxed.min_interatomic_distance():.2f} A)"
+            elif fmax > 0.2:
+                entry["reason"] = f"not relaxed: max force {fmax:.2f} eV/A after {opt.nsteps} steps"
+            else:
+                entry["ok"] = True
+        except Exception as err:  # CHGNet failure on an odd decoration: skip it, keep going
+            entry["reason"] = f"{type(err).__name__}: {err}"
+        entry["seconds"] = time.perf_counter() - start
+        return entry
+
+
+# -------------------------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("/work/grow/gpaw-v2"))
+    parser.add_argument("--shared", type=Path, default=Path("/work/shared/data"), help="folder with dos-gpaw-v1/ and structures/")
+    parser.add_argument("--time-limit", type=float, default=1800.0, help="seconds per structure")
+    parser.add_argument("--limit", type=int, default=None, help="stop after this many candidates (testing)")
+    parser.add_argument("--retry-failed", action="store_true")
+    parser.add_argument("--dry-run", action="store_true", help="build and count the candidates, compute nothing")
+    args = parser.parse_args(argv)
+    # `kill PID` (SIGTERM) exits through Python so the running GPAW worker's process group is killed too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    from dosmatgen.dft.compute import completed_ids, compute_dos_dataset, record_name
+    from dosmatgen.dft.engine import get_engine
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    logfile = open(out / "grow.log", "a", buffering=1)
+
+    def log(msg: str) -> None:
+        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}"
+        logfile.write(line + "\n")
+        print(line, flush=True)
+
+    cands = load_or_build_candidates(out, args.shared, log)
+    counts = Counter(c["source"] for c in cands)
+    log(f"{len(cands)} candidates by source: {dict(counts)}; by atoms: {dict(sorted(Counter(c['n_atoms'] for c in cands).items()))}")
+    if args.dry_run:
+        return 0
+    if args.limit is not None:
+        cands = cands[: args.limit]
+
+    engine = get_engine("gpaw", threads=1)
+    relaxer = PrototypeRelaxer(out / "relaxed_prototypes.jsonl")
+    started = time.time()
+    finished: list[float] = []
+
+    def items() -> Iterator[tuple[str, Crystal, str]]:
+        done, failed = completed_ids(out)
+        for c in cands:
+            crystal = Crystal(np.array(c["atomic_numbers"]), np.array(c["frac_coords"]), np.array(c["lattice"]))
+            if record_name(c["id"]) in done or (c["id"] in failed and not args.retry_failed):
+                yield c["id"], crystal, c["source"]  # skipped by the driver without relaxing
+                continue
+            if c["relax"]:
+                relaxed = relaxer.relax(c["id"], crystal)
+                if relaxed is None:
+                    log(f"relax-rejected {c['id']}: {relaxer.cache[c['id']].get('reason')}")
+                    continue
+                crystal = relaxed
+            yield c["id"], crystal, c["source"]
+
+    def on_result(id: str, result: dict[str, Any]) -> None:
+        now = time.time()
+        finished.append(now)
+        recent = [t for t in finished if t > now - 3600]
+        rate = len(recent) / min(1.0, max((now - started) / 3600, 1e-6))  # per hour over the last hour
+        state = "ok" if result.get("ok") else f"FAILED {result.get('kind')}: {result.get('error')}"
+        log(f"{id} {state} dft_s={float(result.get('seconds') or 0):.1f} rate={rate:.0f}/h")
+        done, failed = completed_ids(out)
+        status = {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "records": len(done), "failed": len(failed),
+                  "attempted_this_run": len(finished), "structures_per_hour_recent": round(rate, 1),
+                  "run_hours": round((now - started) / 3600, 3), "candidates": len(cands)}  # fmt: skip
+        tmp = out / ".status.json.tmp"
+        tmp.write_text(json.dumps(status, indent=1))
+        os.replace(tmp, out / "status.json")
+
+    summary = compute_dos_dataset(items(), out, engine, args.time_limit, retry_failed=args.retry_failed,
+                                  threads=1, progress=False, total=len(cands), on_result=on_result)  # fmt: skip
+    log(f"finished: {summary.line()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
