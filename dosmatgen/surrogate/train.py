@@ -1,0 +1,154 @@
+"""Train the forward DOS surrogate on a dataset store: L1 loss on the scaled DOS, best checkpoint on validation.
+
+Outputs in ``out_dir``: ``surrogate.pt`` (best validation MAE; see :mod:`~dosmatgen.surrogate.checkpoint`),
+``metrics.jsonl`` (one JSON line per epoch: ``epoch``, ``step``, ``lr``, ``train_loss``, ``val_loss`` = validation
+MAE on scaled features, ``best_val``, ``time_s``) and ``train_config.json``. The test split is never read here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch_geometric.loader import DataLoader
+
+from dosmatgen.data.store import DatasetStore
+from dosmatgen.data.torch_dataset import CrystalDOSDataset
+from dosmatgen.errors import StoreError
+from dosmatgen.surrogate.checkpoint import save_checkpoint
+from dosmatgen.surrogate.config import SurrogateTrainConfig
+from dosmatgen.surrogate.model import DOSSurrogate
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "surrogate.pt"
+METRICS_LOG = "metrics.jsonl"
+
+
+@dataclass(frozen=True)
+class SurrogateTrainResult:
+    checkpoint: Path
+    epochs_run: int
+    best_epoch: int
+    best_val_mae: float
+    seconds: float
+    stopped_early: bool
+
+
+def target_of(batch, target: str) -> torch.Tensor:
+    """The scaled training target of a batch: ``site_dos`` (N, 400) or ``total_dos`` (B, 256)."""
+    key = "site_dos" if target == "site" else "total_dos"
+    y = getattr(batch, key, None)
+    if y is None:
+        raise StoreError(f"the dataset has no {key}: train the surrogate on a DOS store")
+    return y.float()
+
+
+@torch.no_grad()
+def mean_abs_error(model: DOSSurrogate, loader: DataLoader, device: torch.device) -> float:
+    """MAE over all target rows and bins of ``loader`` (scaled features)."""
+    model.eval()
+    total, count = 0.0, 0
+    for batch in loader:
+        batch = batch.to(device)
+        y = target_of(batch, model.config.target)
+        total += float((model.forward_batch(batch) - y).abs().sum())
+        count += y.numel()
+    return total / max(count, 1)
+
+
+def train_surrogate(
+    store: str | Path | DatasetStore,
+    out_dir: str | Path,
+    config: SurrogateTrainConfig = SurrogateTrainConfig(),
+    *,
+    train_split: str = "train",
+    val_split: str = "val",
+) -> SurrogateTrainResult:
+    """Train a surrogate on ``train_split`` of ``store``, selecting the checkpoint on ``val_split``.
+
+    Falls back to the training MAE for selection (with a warning) when the validation split is empty.
+    """
+    t_start = time.perf_counter()
+    if config.num_threads:
+        torch.set_num_threads(int(config.num_threads))
+    torch.manual_seed(config.seed)
+    ds = store if isinstance(store, DatasetStore) else DatasetStore.open(store)
+    if not ds.has_dos:
+        raise StoreError(f"{ds.path} holds structures only; the surrogate needs a DOS store")
+    model_cfg = config.model_config()
+    train_set = CrystalDOSDataset(ds, train_split, scaled=True)
+    val_set = CrystalDOSDataset(ds, val_split, scaled=True)
+    if len(train_set) == 0:
+        raise StoreError(f"{ds.path}: split {train_split!r} is empty")
+    if len(val_set) == 0:
+        log.warning("validation split %r is empty: selecting the checkpoint on the training MAE", val_split)
+    scaler = train_set.site_scaler if model_cfg.target == "site" else train_set.total_scaler
+    grid = ds.site_grid if model_cfg.target == "site" else ds.total_grid
+    if grid.n != model_cfg.out_dim:
+        raise StoreError(f"{ds.path}: {model_cfg.target} features have {grid.n} bins, the model outputs {model_cfg.out_dim}")
+
+    device = torch.device(config.device)
+    model = DOSSurrogate(model_cfg).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=config.lr_factor, patience=config.lr_patience, min_lr=config.min_lr
+    )
+    generator = torch.Generator().manual_seed(config.seed)
+    train_loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, generator=generator)
+    val_loader = DataLoader(val_set, batch_size=max(config.batch_size, 64), shuffle=False) if len(val_set) else None
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    metrics_path = out / METRICS_LOG
+    metrics_path.write_text("")
+    ckpt_path = out / CHECKPOINT_NAME
+    info: dict[str, Any] = {
+        "store": str(ds.path),
+        "train_split": train_split,
+        "val_split": val_split,
+        "split_sizes": ds.split_sizes(),
+        "train_config": config.to_dict(),
+    }
+
+    best, best_epoch, step, stopped_early = float("inf"), 0, 0, False
+    epoch = 0
+    for epoch in range(1, config.epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        loss_sum, rows = 0.0, 0
+        for batch in train_loader:
+            batch = batch.to(device)
+            y = target_of(batch, model_cfg.target)
+            loss = (model.forward_batch(batch) - y).abs().mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            loss_sum += float(loss.detach()) * y.shape[0]
+            rows += y.shape[0]
+            step += 1
+        train_loss = loss_sum / max(rows, 1)
+        monitor = mean_abs_error(model, val_loader, device) if val_loader is not None else train_loss
+        scheduler.step(monitor)
+        if monitor < best:
+            best, best_epoch = monitor, epoch
+            save_checkpoint(ckpt_path, model, scaler, grid, {**info, "epoch": epoch, "val_mae": monitor})
+        row = {
+            "epoch": epoch, "step": step, "lr": optimizer.param_groups[0]["lr"], "train_loss": train_loss,
+            "val_loss": monitor if val_loader is not None else None, "best_val": best, "time_s": time.perf_counter() - t0,
+        }
+        with open(metrics_path, "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        log.info("epoch %d train L1 %.4f val MAE %.4f lr %.2e", epoch, train_loss, monitor, row["lr"])
+        if config.max_minutes is not None and time.perf_counter() - t_start > 60.0 * config.max_minutes:
+            stopped_early = epoch < config.epochs
+            break
+    return SurrogateTrainResult(ckpt_path, epoch, best_epoch, best, time.perf_counter() - t_start, stopped_early)
