@@ -1,0 +1,107 @@
+"""Run a prepared sampling request batch by batch through the one sampler loop and return crystals."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from dosmatgen.batch import collate_crystals
+from dosmatgen.crystal import Crystal
+from dosmatgen.errors import InvalidRecordError
+from dosmatgen.runstore.seeds import shard_seed
+from dosmatgen.sampling.condition import site_condition
+from dosmatgen.sampling.guidance import ClassifierFreeGuidance, ClassifierGuidance, Guidance, NoGuidance
+from dosmatgen.sampling.request import PreparedSampling
+from dosmatgen.sampling.sampler import PredictorCorrectorSampler, SamplingOutput
+from dosmatgen.sampling.start import prior_start, template_start
+from dosmatgen.sampling.trajectory import Trajectory
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GenerationResult:
+    """``crystals[i]`` is candidate i, or None when its final lattice/coordinates were not finite.
+
+    ``batch_seeds[k]`` is the seed of batch k (rows ``k*batch_size ..``); ``trajectories[k]`` its frames when
+    recorded."""
+
+    crystals: list[Crystal | None]
+    num_atoms: np.ndarray
+    batch_seeds: list[int]
+    target_id: str
+    trajectories: list[Trajectory] = field(default_factory=list)
+
+    @property
+    def n_valid(self) -> int:
+        return sum(c is not None for c in self.crystals)
+
+
+def target_id(name: str | None) -> str:
+    """A run-store-safe id for the target (letters, digits, '_', '.', '-')."""
+    if not name:
+        return "unconditional"
+    return re.sub(r"[^A-Za-z0-9_.\-]", "_", name).lstrip("_.-")[:64] or "target"
+
+
+def build_guidance(p: PreparedSampling) -> Guidance:
+    if p.guidance_name == "cfg":
+        return ClassifierFreeGuidance(w=float(p.request.w))
+    if p.guidance_name == "classifier":
+        return ClassifierGuidance(p.regressor, strength=float(p.request.strength), unconditional_model=p.unconditional_model)
+    return NoGuidance()
+
+
+def output_to_crystals(out: SamplingOutput) -> list[Crystal | None]:
+    z = out.atomic_numbers.cpu().numpy()
+    x = out.state.frac_coords.detach().cpu().double().numpy()
+    lat = out.state.lattice.detach().cpu().double().numpy()
+    ptr = np.concatenate([[0], np.cumsum(out.state.num_atoms.cpu().numpy())])
+    crystals: list[Crystal | None] = []
+    for i in range(len(ptr) - 1):
+        try:
+            crystals.append(Crystal(z[ptr[i] : ptr[i + 1]], x[ptr[i] : ptr[i + 1]], lat[i]))
+        except InvalidRecordError:
+            crystals.append(None)
+    return crystals
+
+
+def generate(p: PreparedSampling, progress: bool = False) -> GenerationResult:
+    """Sample ``request.n`` crystals in batches of ``request.batch_size``.
+
+    Batch k uses its own generator seeded with ``shard_seed(seed, target_id, k)`` (the run store's rule), so a batch
+    is reproducible on its own and results do not depend on the order batches are run in.
+    """
+    r = p.request
+    tid = target_id(p.target_name)
+    sampler = PredictorCorrectorSampler(p.model, p.diffusion, step_lr=float(r.step_lr))
+    guidance = build_guidance(p)
+    constraints = [p.fixed_types] if p.fixed_types.sites else []
+    crystals: list[Crystal | None] = []
+    seeds: list[int] = []
+    trajectories: list[Trajectory] = []
+    for k, start_row in enumerate(range(0, r.n, r.batch_size)):
+        rows = range(start_row, min(start_row + r.batch_size, r.n))
+        counts = p.num_atoms[rows.start : rows.stop]
+        seed = shard_seed(int(r.seed), tid, k)
+        gen = torch.Generator(device=p.diffusion.device).manual_seed(seed)
+        if p.templates:
+            batch = collate_crystals([p.templates[i % len(p.templates)] for i in rows])
+            start = template_start(p.diffusion, p.diffusion.clean_state(batch.to(p.diffusion.device)), p.t_start, gen)
+        else:
+            start = prior_start(p.diffusion, counts, gen)
+        cond = None
+        if p.target_scaled is not None:
+            cond = site_condition(p.target_scaled, counts, p.condition_sites, p.window)
+        out = sampler.run(start, cond, guidance, constraints, gen, record_trajectory=r.record_trajectories)
+        crystals.extend(output_to_crystals(out))
+        seeds.append(seed)
+        if out.trajectory is not None:
+            trajectories.append(out.trajectory)
+        if progress:
+            log.info("batch %d: %d/%d crystals sampled", k, len(crystals), r.n)
+    return GenerationResult(crystals, p.num_atoms.numpy(), seeds, tid, trajectories)
