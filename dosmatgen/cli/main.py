@@ -20,6 +20,14 @@ COMMAND_MODULES = [
     "dosmatgen.cli.data",
     "dosmatgen.cli.targets",
     "dosmatgen.cli.screen",
+    "dosmatgen.cli.train",
+    "dosmatgen.cli.sample",
+    "dosmatgen.cli.train_regressor",
+    "dosmatgen.cli.surrogate",
+    "dosmatgen.cli.evaluate",
+    "dosmatgen.cli.relax",
+    "dosmatgen.cli.rank",
+    "dosmatgen.cli.dft",
 ]
 
 

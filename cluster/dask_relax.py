@@ -1,0 +1,139 @@
+"""Relax/filter stage on Dask: one task per run-store shard, each task writing only its own shard.
+
+Clusters (``relax.dask`` section of the screen config, key ``cluster``):
+
+* ``local``: ``LocalCluster(n_workers, threads_per_worker=1, processes=True)`` (a laptop, CI);
+* ``slurm_runner``: dask-jobqueue's ``SLURMRunner`` inside the current allocation (scheduler file on
+  ``$SCRATCH``); the driver script must be started by ``srun`` on every task, rank 0 runs the scheduler,
+  rank 1 the client (this function), the others are workers;
+* ``slurm_cluster``: dask-jobqueue's ``SLURMCluster`` submitting CPU-node worker jobs (kwargs from the YAML,
+  e.g. ``queue``, ``account``, ``cores``, ``memory``, ``walltime``, ``job_script_prologue``); ``jobs`` workers.
+* ``address``: connect to an existing scheduler (``scheduler_address``);
+* ``scheduler_file``: connect through a scheduler file written by ``dask scheduler --scheduler-file`` (how
+  slurm/screen.sh starts Dask workers inside the GPU allocation with ``srun --overlap``).
+
+Workers build the relaxer ONCE per process (cached by loader spec and options).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+log = logging.getLogger(__name__)
+
+_RELAXERS: dict[str, Any] = {}
+
+
+def _relaxer(loader: str, options: dict[str, Any]):
+    from dosmatgen.screen.stages import resolve_callable
+
+    key = loader + json.dumps(options, sort_keys=True, default=str)
+    if key not in _RELAXERS:
+        _RELAXERS[key] = resolve_callable(loader)(**options)
+    return _RELAXERS[key]
+
+
+def relax_unit(store_root: str, target_id: str, shard: int, loader: str, options: dict[str, Any], filters) -> dict[str, Any]:
+    """One Dask task: relax and filter one shard (skipped if the manifest says it is done)."""
+    import os
+
+    from dosmatgen.runstore import RunStore
+    from dosmatgen.screen.stages import relax_shard
+
+    store = RunStore.open(store_root, mode="r+")
+    counts = relax_shard(store, target_id, shard, _relaxer(loader, options), filters)
+    return {"target": target_id, "shard": shard, "pid": os.getpid(), **counts}
+
+
+@dataclass
+class RelaxReport:
+    shards: int
+    relaxed: int
+    passed: int
+    failed: int
+    worker_pids: set[int]
+    seconds: float
+
+
+@contextlib.contextmanager
+def dask_client(options: dict[str, Any]) -> Iterator[Any]:
+    """A ``distributed.Client`` for the cluster described by ``options`` (see the module docstring)."""
+    from distributed import Client, LocalCluster
+
+    kind = options.get("cluster", "local")
+    for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.core", "distributed.worker"):
+        logging.getLogger(name).setLevel(options.get("log_level", "WARNING"))
+    if kind == "local":
+        with LocalCluster(
+            n_workers=int(options.get("n_workers", 2)),
+            threads_per_worker=int(options.get("threads_per_worker", 1)),
+            processes=True,
+            dashboard_address=options.get("dashboard_address", "127.0.0.1:0"),
+            host="127.0.0.1",
+        ) as cluster, Client(cluster) as client:
+            yield client
+    elif kind == "address":
+        with Client(options["scheduler_address"]) as client:
+            yield client
+    elif kind == "scheduler_file":
+        # a scheduler and workers started by the batch script (slurm/screen.sh) with `srun --overlap`
+        with Client(scheduler_file=options["scheduler_file"], timeout=options.get("connect_timeout", "300s")) as client:
+            if options.get("min_workers"):
+                client.wait_for_workers(int(options["min_workers"]), timeout=float(options.get("wait_timeout_s", 600)))
+            yield client
+    elif kind == "slurm_runner":
+        from dask_jobqueue.slurm import SLURMRunner
+
+        scheduler_file = options.get("scheduler_file", "scheduler-{job_id}.json")
+        with SLURMRunner(scheduler_file=scheduler_file) as runner, Client(runner) as client:
+            client.wait_for_workers(runner.n_workers)
+            yield client
+    elif kind == "slurm_cluster":
+        from dask_jobqueue import SLURMCluster
+
+        kwargs = {k: v for k, v in options.items() if k not in ("cluster", "jobs")}
+        with SLURMCluster(**kwargs) as cluster, Client(cluster) as client:
+            cluster.scale(jobs=int(options.get("jobs", 1)))
+            yield client
+    else:
+        raise ValueError(f"relax.dask.cluster must be local, address, scheduler_file, slurm_runner or slurm_cluster, got {kind!r}")
+
+
+def run_relax(
+    client: Any,
+    store_root: str | Path,
+    units: Iterable[tuple[str, int]],
+    loader: str,
+    options: dict[str, Any] | None,
+    filters,
+    *,
+    timeout_s: float = 3600.0,
+    progress: bool = True,
+) -> RelaxReport:
+    """Map :func:`relax_unit` over (target, shard) units on ``client``; raises the first task error."""
+    from distributed import as_completed
+    from tqdm import tqdm
+
+    units = list(units)
+    t0 = time.perf_counter()
+    futures = [
+        client.submit(relax_unit, str(store_root), tid, shard, loader, dict(options or {}), filters,
+                      key=f"relax-{tid}-{shard}-{time.time_ns()}", pure=False)
+        for tid, shard in units
+    ]
+    totals = {"relaxed": 0, "passed": 0, "failed": 0}
+    pids: set[int] = set()
+    with tqdm(total=len(futures), desc="relax", unit="shard", disable=not progress) as bar:
+        for fut in as_completed(futures, timeout=timeout_s):
+            res = fut.result(timeout=timeout_s)
+            for k in totals:
+                totals[k] += res[k]
+            pids.add(res["pid"])
+            bar.update(1)
+    return RelaxReport(len(units), totals["relaxed"], totals["passed"], totals["failed"], pids, time.perf_counter() - t0)

@@ -1,0 +1,206 @@
+"""Sampling stage on Ray: one actor per GPU (``num_gpus=1``), or CPU actors when the cluster has no GPUs.
+
+Each actor builds its sampler ONCE (the loader named in the config loads the checkpoint) and then runs whole
+run-store shards handed out by the driver from a work queue (:func:`dosmatgen.screen.stages.sample_shard`).
+A shard's seed depends only on (run seed, target, shard), so a CPU run gives the same candidates whatever the
+number of actors; on GPUs nondeterministic kernels can change the last bits.
+
+Fault tolerance: when an actor dies, its in-flight shard is put back on the queue and a replacement actor is
+started; since a shard is marked complete only after all its rows are written, the run still ends with exactly
+N candidates and no duplicates. Every ``ray.wait``/``ray.get`` has a timeout (an actor asking for a GPU that
+does not exist would otherwise wait forever).
+
+Progress counters are exported with ``ray.util.metrics`` (``dosmatgen_candidates_sampled``,
+``dosmatgen_sample_shards_failed``) and actors are named ``dosmatgen-sampler-<i>``.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import ray
+
+log = logging.getLogger(__name__)
+
+SAMPLED_METRIC = "dosmatgen_candidates_sampled"
+
+
+@dataclass
+class SamplingReport:
+    shards: int
+    candidates: int
+    actor_restarts: int
+    seconds: float
+
+
+class SamplingActor:
+    """Holds one loaded sampler; runs whole shards. Created through :func:`make_actor_class`."""
+
+    def __init__(self, loader: str, options: dict[str, Any], threads: int = 1) -> None:
+        import torch
+
+        from dosmatgen.screen.stages import resolve_callable
+
+        torch.set_num_threads(max(1, int(threads)))
+        self.gpu_ids = [str(g) for g in ray.get_gpu_ids()]
+        self.device = "cuda" if self.gpu_ids and torch.cuda.is_available() else "cpu"
+        self.stores: dict[str, Any] = {}
+        t0 = time.perf_counter()
+        self.sampler = resolve_callable(loader)(**options, device=self.device)
+        self.load_seconds = time.perf_counter() - t0
+        self.loads = 1
+        from ray.util.metrics import Counter
+
+        self.counter = Counter(SAMPLED_METRIC, description="candidates sampled and written to the run store", tag_keys=("target",))
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "gpu_ids": self.gpu_ids,
+            "device": self.device,
+            "pid": os.getpid(),
+            "loads": self.loads,
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "load_seconds": self.load_seconds,
+        }
+
+    def run(self, store_root: str, target_id: str, shard: int) -> tuple[str, int, int]:
+        from dosmatgen.runstore import RunStore
+        from dosmatgen.screen.stages import sample_shard
+
+        if store_root not in self.stores:
+            self.stores[store_root] = RunStore.open(store_root, mode="r+")
+        n = sample_shard(self.stores[store_root], target_id, shard, self.sampler)
+        if n:
+            self.counter.inc(n, tags={"target": target_id})
+        return target_id, shard, n
+
+
+def make_actor_class(use_gpu: bool):
+    """The Ray actor class pinned to one GPU (``num_gpus=1``) or to one CPU."""
+    if use_gpu:
+        return ray.remote(num_gpus=1, num_cpus=1, max_restarts=0)(SamplingActor)
+    return ray.remote(num_cpus=1, max_restarts=0)(SamplingActor)
+
+
+def cluster_gpus() -> int:
+    return int(ray.cluster_resources().get("GPU", 0))
+
+
+def make_actors(loader: str, options: dict[str, Any] | None, num_actors: int, use_gpu: bool,
+                threads_per_actor: int = 1, name_prefix: str = "dosmatgen-sampler", first_index: int = 0) -> list[Any]:
+    """Start ``num_actors`` named sampling actors (each loads the sampler once, in its constructor)."""
+    actor_cls = make_actor_class(use_gpu)
+    return [actor_cls.options(name=f"{name_prefix}-{first_index + i}").remote(loader, dict(options or {}), threads_per_actor)
+            for i in range(num_actors)]
+
+
+def run_sampling(
+    store_root: str | Path,
+    units: Iterable[tuple[str, int]],
+    loader: str,
+    options: dict[str, Any] | None = None,
+    *,
+    num_actors: int | None = None,
+    use_gpu: bool | None = None,
+    threads_per_actor: int = 1,
+    timeout_s: float = 3600.0,
+    max_actor_restarts: int = 4,
+    progress: bool = True,
+    actors: list[Any] | None = None,
+) -> SamplingReport:
+    """Sample every (target, shard) unit with a pool of actors; returns when all units are done.
+
+    ``use_gpu=None`` uses GPUs when the Ray cluster has any. ``num_actors=None`` means one per GPU, or
+    ``int(cluster CPUs)`` on CPU. ``actors``: an existing pool from :func:`make_actors` (reused, not killed at
+    the end); otherwise a pool is started and killed at the end. ``timeout_s`` bounds the wait for any single
+    shard (and for actor start-up). Raises TimeoutError when no shard finishes within ``timeout_s`` and
+    RuntimeError when more than ``max_actor_restarts`` actors die.
+    """
+    from tqdm import tqdm
+
+    if not ray.is_initialized():
+        raise RuntimeError("ray is not initialized: call cluster.ray_sampling.connect() or ray.init() first")
+    queue = collections.deque(units)
+    total = len(queue)
+    t0 = time.perf_counter()
+    if total == 0:
+        return SamplingReport(0, 0, 0, 0.0)
+    gpus = cluster_gpus()
+    use_gpu = gpus > 0 if use_gpu is None else use_gpu
+    owned = actors is None
+    if actors is None:
+        if num_actors is None:
+            num_actors = gpus if use_gpu else max(1, int(ray.cluster_resources().get("CPU", 1)))
+        num_actors = max(1, min(int(num_actors), total))
+        actors = make_actors(loader, options, num_actors, use_gpu, threads_per_actor)
+    spawned = len(actors)
+    root = str(store_root)
+    idle = list(actors)
+    inflight: dict[Any, tuple[Any, tuple[str, int]]] = {}
+    replacements: list[Any] = []
+    restarts = 0
+    written = 0
+    bar = tqdm(total=total, desc="sample", unit="shard", disable=not progress)
+    try:
+        while queue or inflight:
+            while queue and idle:
+                actor = idle.pop()
+                unit = queue.popleft()
+                inflight[actor.run.remote(root, *unit)] = (actor, unit)
+            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=timeout_s)
+            if not ready:
+                raise TimeoutError(
+                    f"no sampling shard finished within {timeout_s:.0f} s ({len(inflight)} in flight); "
+                    "an actor may be waiting for a GPU that does not exist"
+                )
+            for ref in ready:
+                actor, unit = inflight.pop(ref)
+                try:
+                    _, _, n = ray.get(ref, timeout=timeout_s)
+                except (ray.exceptions.RayActorError, ray.exceptions.ActorDiedError) as exc:
+                    restarts += 1
+                    log.warning("sampling actor died on %s (%s); requeueing the shard", unit, exc)
+                    if restarts > max_actor_restarts:
+                        raise RuntimeError(f"{restarts} sampling actors died; giving up") from exc
+                    queue.appendleft(unit)
+                    try:
+                        ray.kill(actor)
+                    except Exception:  # already dead
+                        pass
+                    new = make_actors(loader, options, 1, use_gpu, threads_per_actor, first_index=spawned)[0]
+                    spawned += 1
+                    replacements.append(new)
+                    idle.append(new)
+                    continue
+                written += n
+                bar.update(1)
+                idle.append(actor)
+    finally:
+        bar.close()
+        to_kill = (idle + [a for a, _ in inflight.values()]) if owned else [a for a, _ in inflight.values()] + replacements
+        for a in to_kill:
+            try:
+                ray.kill(a)
+            except Exception:
+                pass
+    return SamplingReport(total, written, restarts, time.perf_counter() - t0)
+
+
+def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> None:
+    """Join a running Ray cluster (``address`` or ``RAY_ADDRESS``), else start a local one.
+
+    A local cluster binds its dashboard to 127.0.0.1 only (reach it through an SSH tunnel, never 0.0.0.0).
+    """
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=True)
+    else:
+        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, dashboard_host="127.0.0.1", include_dashboard=False)

@@ -1,0 +1,151 @@
+"""DFT stage with submitit: a job array over the selected top-K candidates of every target.
+
+* Executor: ``submitit.AutoExecutor(folder, cluster=...)`` with ``cluster`` = ``local`` (a laptop: subprocesses,
+  the driver waits), ``slurm`` (NERSC: the driver submits and exits; ``dosmatgen screen --resume`` or
+  ``slurm/dft_collect.sh`` collects), ``debug`` (in-process) or ``auto`` (Slurm when ``srun`` is on PATH).
+* Slurm parameters come from the config's ``dft.submitit`` section: ``slurm_partition``, ``slurm_qos``,
+  ``slurm_account``, ``slurm_constraint``, ``slurm_setup`` (e.g. ``["module load gpaw"]``),
+  ``slurm_array_parallelism``, ``timeout_min``, ``cpus_per_task``, ``srun_args`` (inner srun of the DFT step).
+  ``tasks_per_node`` is always 1: submitit runs the function under srun, so more tasks would run it twice.
+* Each job writes its own selection slot (one Zarr chunk per slot) and its manifest marker; failures are
+  recorded and retried up to ``max_attempts`` (counted in the failure records, so also across driver runs).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import submitit
+
+from jobs.dft_job import DFTJob
+
+log = logging.getLogger(__name__)
+
+SUBMISSIONS_FILE = "dft_submissions.json"
+_EXECUTOR_KEYS = {"cluster", "folder", "srun_args", "wait"}
+
+
+@dataclass
+class DFTStageReport:
+    submitted: int = 0
+    completed: int = 0
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    waiting_on_scheduler: bool = False
+    job_ids: list[str] = field(default_factory=list)
+
+
+def make_executor(folder: str | Path, options: dict[str, Any]) -> submitit.Executor:
+    """An AutoExecutor for ``options['cluster']`` (local/slurm/debug/auto) with the remaining options applied."""
+    cluster = options.get("cluster", "local")
+    if cluster not in ("local", "slurm", "debug", "auto"):
+        raise ValueError(f"dft.submitit.cluster must be local, slurm, debug or auto, got {cluster!r}")
+    ex = submitit.AutoExecutor(folder=str(folder), cluster=None if cluster == "auto" else cluster)
+    params = {k: v for k, v in options.items() if k not in _EXECUTOR_KEYS}
+    params.setdefault("timeout_min", 60)
+    params["tasks_per_node"] = 1
+    params.setdefault("name", "dosmatgen-dft")
+    ex.update_parameters(**params)
+    return ex
+
+
+def is_scheduler(executor: submitit.Executor) -> bool:
+    return getattr(executor, "cluster", "") == "slurm"
+
+
+def pending_units(store, max_attempts: int) -> tuple[list[tuple[str, int]], list[dict[str, Any]]]:
+    """(units to run, units given up after max_attempts failures)."""
+    todo, given_up = [], []
+    for t in store.targets():
+        failures = {int(f["unit"]): f for f in store.manifest.failures("dft", t.id)}
+        for k in t.pending("dft"):
+            f = failures.get(k)
+            if f is not None and int(f.get("attempts", 0)) >= max_attempts:
+                given_up.append(f)
+            else:
+                todo.append((t.id, k))
+    return todo, given_up
+
+
+def submit(store, units: list[tuple[str, int]], loader: str, options: dict[str, Any],
+           executor_options: dict[str, Any]) -> tuple[submitit.Executor, list[submitit.Job]]:
+    """Submit one job array over ``units``; the job ids are appended to ``<run>/dft_submissions.json``."""
+    folder = Path(executor_options.get("folder") or store.root / "submitit")
+    executor = make_executor(folder, executor_options)
+    job = DFTJob(str(store.root), loader, options, str(store.root / "dft_work"), executor_options.get("srun_args"))
+    jobs = executor.map_array(job, [u[0] for u in units], [u[1] for u in units]) if units else []
+    record_path = store.root / SUBMISSIONS_FILE
+    history = json.loads(record_path.read_text()) if record_path.is_file() else []
+    history.append({"time": time.time(), "cluster": getattr(executor, "cluster", "?"),
+                    "jobs": [{"job_id": j.job_id, "target": u[0], "k": u[1]} for j, u in zip(jobs, units)]})
+    tmp = record_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(history, indent=1))
+    tmp.replace(record_path)
+    return executor, jobs
+
+
+def wait_for(jobs: list[submitit.Job], units: list[tuple[str, int]], timeout_s: float) -> tuple[int, list[tuple[str, int, str]]]:
+    """Wait for local jobs; (number completed, [(target, k, error)]). Failures are already in the manifest."""
+    done, errors = 0, []
+    deadline = time.monotonic() + timeout_s
+    for job, unit in zip(jobs, units):
+        while not job.done():
+            if time.monotonic() > deadline:
+                job.cancel(check=False)
+                errors.append((unit[0], unit[1], f"timeout after {timeout_s:.0f} s"))
+                break
+            time.sleep(0.5)
+        else:
+            try:
+                job.result()
+                done += 1
+            except Exception as exc:  # the job failed: recorded by the job itself (or here, if it crashed)
+                errors.append((unit[0], unit[1], str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)))
+    return done, errors
+
+
+def run_dft_stage(store, loader: str, options: dict[str, Any], executor_options: dict[str, Any], *,
+                  max_attempts: int = 2, timeout_s: float = 24 * 3600, wait: bool | None = None,
+                  progress: bool = True) -> DFTStageReport:
+    """Run (or submit) every pending DFT slot; retry failed ones up to ``max_attempts`` while waiting.
+
+    ``wait=None`` waits for local/debug executors and submits-and-returns on Slurm (the GPU allocation is
+    not held while DFT jobs queue).
+    """
+    from tqdm import tqdm
+
+    report = DFTStageReport()
+    while True:
+        units, given_up = pending_units(store, max_attempts)
+        report.failed = given_up
+        if not units:
+            return report
+        before = {u: _attempts(store, *u) for u in units}
+        executor, jobs = submit(store, units, loader, options, executor_options)
+        report.submitted += len(jobs)
+        report.job_ids += [j.job_id for j in jobs]
+        should_wait = (not is_scheduler(executor)) if wait is None else wait
+        if not should_wait:
+            report.waiting_on_scheduler = True
+            log.info("submitted %d DFT jobs (%s); collect them with --resume", len(jobs), ", ".join(report.job_ids[:5]))
+            return report
+        with tqdm(total=len(jobs), desc="dft", unit="job", disable=not progress) as bar:
+            done, errors = wait_for(jobs, units, timeout_s)
+            bar.update(len(jobs))
+        report.completed += done
+        for tid, k, err in errors:
+            # a job that died before recording its own failure (timeout, crash) is recorded here,
+            # so that every round counts one attempt per unfinished unit and the loop ends
+            if not store.manifest.is_done("dft", tid, k) and _attempts(store, tid, k) == before[(tid, k)]:
+                store.manifest.record_failure("dft", tid, k, err)
+
+
+def _attempts(store, target_id: str, k: int) -> int:
+    for f in store.manifest.failures("dft", target_id):
+        if int(f["unit"]) == k:
+            return int(f.get("attempts", 0))
+    return 0

@@ -1,0 +1,156 @@
+"""End-of-run summary of a screening run: counts per stage, the ranked table, DOS overlays, a histogram.
+
+Writes into ``<run>/summary/``: ``summary.json`` (counts), ``ranked.csv`` (one row per selected candidate),
+``formation_energy_hist.png`` and ``dos_overlay_<target>.png`` (target site DOS vs. DFT site DOS of the
+conditioned site of each DFT-validated candidate, on SITE_GRID, states/eV).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dosmatgen.dos.grid import SITE_GRID
+from dosmatgen.runstore import RunStore, describe_flags
+
+
+def stage_counts(store: RunStore) -> dict[str, dict[str, int]]:
+    """Per target: candidates planned / sampled / valid / relaxed / passed / scored / selected / dft_done / dft_failed."""
+    out = {}
+    for t in store.targets():
+        m = store.manifest
+        done_sample = m.done_units("sample", t.id)
+        sampled = sum(t.shard_rows(s)[1] - t.shard_rows(s)[0] for s in range(t.num_shards) if str(s) in done_sample)
+        num = t.column("sample/num_atoms")
+        flags = t.column("relax/flags")
+        relaxed_shards = m.done_units("relax", t.id)
+        relaxed_rows = np.zeros(t.n_candidates, dtype=bool)
+        for s in range(t.num_shards):
+            if str(s) in relaxed_shards:
+                a, b = t.shard_rows(s)
+                relaxed_rows[a:b] = True
+        scores = t.column("rank/score")
+        rows, _ = t.selection()
+        out[t.id] = {
+            "planned": t.n_candidates,
+            "sampled": int(sampled),
+            "valid": int((num > 0).sum()),
+            "relaxed": int((relaxed_rows & np.isfinite(t.column("relax/energy_relaxed"))).sum()),
+            "passed_filters": int((relaxed_rows & (flags == 0) & (num > 0)).sum()),
+            "scored": int(np.isfinite(scores).sum()),
+            "selected": int(rows.size),
+            "dft_done": len(m.done_units("dft", t.id)),
+            "dft_failed": len([f for f in m.failures("dft", t.id) if not m.is_done("dft", t.id, f["unit"])]),
+        }
+    return out
+
+
+def flag_reasons(store: RunStore) -> dict[str, dict[str, int]]:
+    out = {}
+    for t in store.targets():
+        counts: dict[str, int] = {}
+        for f in np.unique(t.column("relax/flags")):
+            if f:
+                n = int((t.column("relax/flags") == f).sum())
+                for reason in describe_flags(int(f)):
+                    counts[reason] = counts.get(reason, 0) + n
+        out[t.id] = counts
+    return out
+
+
+def ranked_rows(store: RunStore) -> list[dict[str, Any]]:
+    table = []
+    for t in store.targets():
+        rows, scores = t.selection()
+        S = t.layout.shard_size
+        for k, (row, score) in enumerate(zip(rows, scores)):
+            crystal = t.read_crystals("relax", int(row) // S)[int(row) % S]
+            done = store.manifest.is_done("dft", t.id, k)
+            table.append({
+                "target": t.id, "rank": k + 1, "row": int(row),
+                "formula": crystal.formula if crystal is not None else "",
+                "num_atoms": crystal.num_atoms if crystal is not None else 0,
+                "formation_energy_eV_per_atom": float(t.column("relax/formation_energy")[int(row)]),
+                "energy_relaxed_eV_per_atom": float(t.column("relax/energy_relaxed")[int(row)]),
+                "score": float(score),
+                "dft": "done" if done else ("failed" if any(int(f["unit"]) == k for f in store.manifest.failures("dft", t.id)) else "pending"),
+                "dft_energy_eV": t.read_dft(k)["energy"] if done else float("nan"),
+            })
+    return table
+
+
+def _site_dos_on_site_grid(store: RunStore, t, k: int, site: int) -> np.ndarray:
+    """The DFT site DOS of ``site`` as site features (channels summed, smoothed and resampled onto SITE_GRID
+    exactly like the target features), so that the overlay compares like with like."""
+    from dosmatgen.dos.featurize import site_features_from_arrays
+
+    d = t.read_dft(k)["site_dos"]  # (n_atoms, C, G) on the run grid
+    values = np.clip(np.asarray(d[min(site, d.shape[0] - 1)], dtype=np.float64).sum(axis=0), 0.0, None)
+    return site_features_from_arrays(t.layout.dos_grid.energies, values[None, :])[0]
+
+
+def write_summary(store: RunStore, out_dir: str | Path | None = None) -> dict[str, Any]:
+    """Write the summary files and return the summary dict."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir or store.root / "summary")
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {"run": str(store.root), "counts": stage_counts(store), "filter_reasons": flag_reasons(store)}
+    table = ranked_rows(store)
+    with open(out / "ranked.csv", "w", newline="") as fh:
+        if table:
+            w = csv.DictWriter(fh, fieldnames=list(table[0]))
+            w.writeheader()
+            w.writerows(table)
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for t in store.targets():
+        fe = t.column("relax/formation_energy")
+        fe = fe[np.isfinite(fe)]
+        if fe.size:
+            ax.hist(fe, bins=30, alpha=0.6, label=t.id)
+    ax.set_xlabel("formation energy (eV/atom)")
+    ax.set_ylabel("candidates")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "formation_energy_hist.png", dpi=120)
+    plt.close(fig)
+    plots = []
+    for t in store.targets():
+        cond = t.conditioning()
+        done = sorted(int(k) for k in store.manifest.done_units("dft", t.id))
+        if not done and cond is None:
+            continue
+        site = int(t.metadata.get("site", 0))
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        e = SITE_GRID.energies
+        if cond is not None:
+            ax.plot(e, cond, color="k", lw=2, label="target")
+        for k in done[:8]:
+            ax.plot(e, _site_dos_on_site_grid(store, t, k, site), lw=1, label=f"#{k + 1}")
+        ax.set_xlabel("E - E_F (eV)")
+        ax.set_ylabel(f"site {site} DOS (states/eV)")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        name = f"dos_overlay_{t.id}.png"
+        fig.savefig(out / name, dpi=120)
+        plt.close(fig)
+        plots.append(name)
+    summary["plots"] = ["formation_energy_hist.png", *plots]
+    summary["ranked_csv"] = "ranked.csv"
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    keys = ["planned", "sampled", "valid", "relaxed", "passed_filters", "scored", "selected", "dft_done", "dft_failed"]
+    lines = ["target".ljust(16) + "".join(k.rjust(15) for k in keys)]
+    for tid, c in summary["counts"].items():
+        lines.append(tid.ljust(16) + "".join(str(c[k]).rjust(15) for k in keys))
+    return "\n".join(lines)

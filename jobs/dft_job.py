@@ -1,0 +1,82 @@
+"""The DFT unit of work: one selected candidate (target, slot k) -> its site DOS in the run store.
+
+Submitted by :mod:`cluster.submitit_dft` as one element of a submitit job array. On Slurm the job runs as ONE
+task (``tasks_per_node=1``) and, when ``srun_args`` is given (e.g. ``["srun", "-n", "4", "--cpu-bind=cores"]``),
+starts the calculation itself through an inner ``srun`` of ``python -m jobs.dft_job`` (the MPI-parallel DFT
+step); locally it computes in-process.
+
+The job is :class:`submitit.helpers.Checkpointable`: on timeout or preemption submitit requeues it with the same
+arguments, and because completed units are skipped via the run-store manifest, a requeued job never
+duplicates work. A failure is recorded under ``failures/dft/<target>/<k>.json`` and re-raised so that the
+job shows as failed; the driver retries it up to ``dft.max_attempts`` times.
+
+CLI (used by the inner srun)::
+
+    python -m jobs.dft_job STORE_ROOT TARGET K LOADER OPTIONS_JSON WORKDIR
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+from submitit.helpers import Checkpointable
+
+
+def run_dft_unit(store_root: str, target_id: str, k: int, loader: str, options: dict[str, Any], workdir: str,
+                 write: bool = True) -> dict[str, Any]:
+    """Compute one slot in this process (skipped when already complete); ``write=False`` on MPI ranks > 0."""
+    from dosmatgen.runstore import RunStore
+    from dosmatgen.screen.stages import dft_slot, resolve_callable
+
+    store = RunStore.open(store_root, mode="r+")
+    if store.manifest.is_done("dft", target_id, k):
+        return {"target": target_id, "k": k, "skipped": True}
+    engine = resolve_callable(loader)(**options)
+    info = dft_slot(store, target_id, k, engine, os.path.join(workdir, target_id, str(k)), write=write)
+    return {"target": target_id, "k": k, **info}
+
+
+class DFTJob(Checkpointable):
+    """Callable submitted by submitit: ``DFTJob(...)(target_id, k)``."""
+
+    def __init__(self, store_root: str, loader: str, options: dict[str, Any], workdir: str,
+                 srun_args: list[str] | None = None) -> None:
+        self.store_root = str(store_root)
+        self.loader = loader
+        self.options = dict(options)
+        self.workdir = str(workdir)
+        self.srun_args = list(srun_args or [])
+
+    def __call__(self, target_id: str, k: int) -> dict[str, Any]:
+        if self.srun_args and os.environ.get("SLURM_JOB_ID"):
+            cmd = [*self.srun_args, sys.executable, "-m", "jobs.dft_job", self.store_root, target_id, str(k),
+                   self.loader, json.dumps(self.options), self.workdir]
+            proc = subprocess.run(cmd, check=False)
+            from dosmatgen.runstore import RunStore
+
+            if not RunStore.open(self.store_root, mode="r").manifest.is_done("dft", target_id, k):
+                raise RuntimeError(f"inner srun for {target_id}/{k} exited with {proc.returncode} without a result")
+            return {"target": target_id, "k": k, "srun": True}
+        return run_dft_unit(self.store_root, target_id, int(k), self.loader, self.options, self.workdir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 6:
+        print(__doc__, file=sys.stderr)
+        return 2
+    store_root, target, k, loader, options, workdir = argv
+    rank = int(os.environ.get("SLURM_PROCID", os.environ.get("OMPI_COMM_WORLD_RANK", "0")))
+    # every rank computes (an MPI-parallel engine needs them all); only rank 0 writes the store
+    result = run_dft_unit(store_root, target, int(k), loader, json.loads(options), workdir, write=rank == 0)
+    if rank == 0:
+        print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

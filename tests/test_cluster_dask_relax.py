@@ -1,0 +1,46 @@
+"""Dask relax stage on a LocalCluster: every shard relaxed once, by its own task, in two worker processes.
+
+Run inside a private network namespace: tests/run_cluster_tests.sh tests/test_cluster_dask_relax.py
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from screen_helpers import small_store
+
+pytest.importorskip("distributed")
+from cluster.dask_relax import dask_client, run_relax  # noqa: E402
+from dosmatgen.runstore import Flag  # noqa: E402
+from dosmatgen.screen.baseline import load_random_sampler  # noqa: E402
+from dosmatgen.screen.stages import FilterConfig, sample_shard  # noqa: E402
+
+pytestmark = pytest.mark.cluster
+
+
+def test_local_cluster_relaxes_every_shard_once(tmp_path):
+    store = small_store(tmp_path, n=12, shard_size=3)
+    sampler = load_random_sampler(["Al", "Cu", "Ni"], 14.0, 1.5)
+    for s in range(4):
+        sample_shard(store, "t0", s, sampler)
+    filters = FilterConfig(require_converged=False, min_distance=1.0)
+    units = [("t0", s) for s in range(4)]
+    with dask_client({"cluster": "local", "n_workers": 2, "threads_per_worker": 1}) as client:
+        rep = run_relax(client, store.root, units, "dosmatgen.screen.baseline:load_emt_relaxer",
+                        {"fmax": 0.2, "steps": 6}, filters, timeout_s=300, progress=False)
+        again = run_relax(client, store.root, units, "dosmatgen.screen.baseline:load_emt_relaxer",
+                          {"fmax": 0.2, "steps": 6}, filters, timeout_s=300, progress=False)
+    assert (rep.shards, rep.relaxed, rep.failed) == (4, 12, 0)
+    assert len(rep.worker_pids) == 2  # two worker processes shared the shards
+    assert again.relaxed == 0  # the manifest makes the stage idempotent
+    t = store.target("t0")
+    assert t.pending("relax") == []
+    e0, e1 = t.column("relax/energy_unrelaxed"), t.column("relax/energy_relaxed")
+    assert np.isfinite(e1).all() and (e1 <= e0 + 1e-9).all()
+    assert np.isfinite(t.column("relax/formation_energy")).all()
+    assert (t.column("relax/steps") == 6).sum() + (t.column("relax/steps") < 6).sum() == 12
+    flags = t.column("relax/flags")
+    assert not (flags & int(Flag.RELAX_FAILED)).any()
+    relaxed = t.read_crystals("relax")
+    sampled = t.read_crystals("sample")
+    assert all(r.num_atoms == s.num_atoms and (r.atomic_numbers == s.atomic_numbers).all() for r, s in zip(relaxed, sampled))

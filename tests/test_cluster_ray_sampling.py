@@ -1,0 +1,118 @@
+"""Ray sampling actors: GPU pinning with fake GPUs, shard queue, actor death, metrics, reproducibility.
+
+Run inside a private network namespace: tests/run_cluster_tests.sh tests/test_cluster_ray_sampling.py
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+import urllib.request
+
+import pytest
+from screen_helpers import TESTS_DIR, small_store
+
+ray = pytest.importorskip("ray")
+from cluster import ray_sampling  # noqa: E402
+
+pytestmark = pytest.mark.cluster
+METRICS_PORT = 18765
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_cluster():
+    os.environ["PYTHONPATH"] = str(TESTS_DIR) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, _metrics_export_port=METRICS_PORT,
+             _system_config={"metrics_report_interval_ms": 500}, log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _units(store):
+    return [(t.id, s) for t in store.targets() for s in t.pending("sample")]
+
+
+def test_each_gpu_actor_sees_exactly_one_gpu(tmp_path):
+    store = small_store(tmp_path, n=4)
+    actors = ray_sampling.make_actors("screen_helpers:load_slow_sampler", {"delay_s": 0}, 2, use_gpu=True, name_prefix="gpu-test")
+    try:
+        infos = ray.get([a.info.remote() for a in actors], timeout=120)
+        rep = ray_sampling.run_sampling(store.root, _units(store), "screen_helpers:load_slow_sampler", {"delay_s": 0},
+                                        actors=actors, timeout_s=120, progress=False)
+        assert rep.candidates == 4 and ray.get(actors[0].info.remote(), timeout=60)["loads"] == 1  # pool reused
+    finally:
+        for a in actors:
+            ray.kill(a)
+    ids = [i["gpu_ids"] for i in infos]
+    assert all(len(g) == 1 for g in ids) and {g[0] for g in ids} == {"0", "1"}
+    assert sorted(i["cuda_visible_devices"] for i in infos) == ["0", "1"]
+    assert all(i["loads"] == 1 and i["device"] == "cpu" for i in infos)  # fake GPUs: torch sees no CUDA
+
+
+def test_two_cpu_actors_sample_every_shard_once_and_match_one_actor(tmp_path):
+    two = small_store(tmp_path / "two", n=24, shard_size=4)
+    rep = ray_sampling.run_sampling(two.root, _units(two), "screen_helpers:load_slow_sampler", {"delay_s": 0},
+                                    num_actors=2, use_gpu=False, timeout_s=120, progress=False)
+    assert (rep.shards, rep.candidates, rep.actor_restarts) == (6, 24, 0)
+    one = small_store(tmp_path / "one", n=24, shard_size=4)
+    ray_sampling.run_sampling(one.root, _units(one), "screen_helpers:load_slow_sampler", {"delay_s": 0},
+                              num_actors=1, use_gpu=False, timeout_s=120, progress=False)
+    a, b = one.target("t0").read_crystals(), two.target("t0").read_crystals()
+    assert len(a) == 24 and all(x.equals(y) for x, y in zip(a, b))
+    hosts = {two.manifest.done_info("sample", "t0", s)["host"] for s in range(6)}
+    assert len(hosts) == 1
+
+
+def test_killed_actor_mid_run_still_gives_exactly_n_unique_candidates(tmp_path):
+    store = small_store(tmp_path, n=40, shard_size=4)
+    done_dir = tmp_path / "manifest" / "sample" / "t0"
+    killed = {}
+
+    def killer():
+        deadline = time.time() + 120
+        while time.time() < deadline and len(list(done_dir.glob("*.json"))) < 2:
+            time.sleep(0.05)
+        actor = ray.get_actor("dosmatgen-sampler-0")
+        ray.kill(actor, no_restart=True)
+        killed["at"] = len(list(done_dir.glob("*.json")))
+
+    th = threading.Thread(target=killer)
+    th.start()
+    rep = ray_sampling.run_sampling(store.root, _units(store), "screen_helpers:load_slow_sampler", {"delay_s": 0.4},
+                                    num_actors=2, use_gpu=False, timeout_s=120, progress=False)
+    th.join(60)
+    assert killed and rep.actor_restarts >= 1
+    t = store.target("t0")
+    assert t.pending("sample") == []
+    crystals = t.read_crystals()
+    assert len(crystals) == 40 and all(c is not None for c in crystals)
+    seeds = t.column("sample/seed")
+    assert all((seeds[4 * s : 4 * s + 4] == t.shard_seed(s)).all() for s in range(10))
+    assert len({(c.frac_coords.tobytes()) for c in crystals}) == 40
+
+
+def test_metrics_counter_reads_back_sampled_n(tmp_path):
+    store = small_store(tmp_path, n=12, shard_size=4, targets=("metrics-target",))
+    ray_sampling.run_sampling(store.root, _units(store), "screen_helpers:load_slow_sampler", {"delay_s": 0},
+                              num_actors=2, use_gpu=False, timeout_s=120, progress=False)
+    pattern = re.compile(r'^ray_dosmatgen_candidates_sampled(?:_total)?\{([^}]*)\}\s+([0-9.e+]+)$', re.M)
+    total, deadline = 0.0, time.time() + 60
+    while time.time() < deadline:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=10).read().decode()
+        total = sum(float(v) for labels, v in pattern.findall(text) if 'target="metrics-target"' in labels)
+        if total >= 12:
+            break
+        time.sleep(0.5)
+    assert total == 12
+
+
+def test_actor_waiting_for_a_missing_gpu_times_out(tmp_path):
+    store = small_store(tmp_path, n=12, shard_size=4)
+    with pytest.raises(TimeoutError, match="GPU that does not exist"):
+        ray_sampling.run_sampling(store.root, _units(store), "screen_helpers:load_slow_sampler", {"delay_s": 0},
+                                  num_actors=3, use_gpu=True, timeout_s=30, progress=False)
+    assert len(store.target("t0").pending("sample")) == 1  # the two real GPUs did their shards

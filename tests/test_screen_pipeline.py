@@ -1,0 +1,118 @@
+"""The screen driver with in-process backends: all stages, interrupt + resume, summary, config errors, CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+from screen_helpers import TESTS_DIR, write_config
+
+from cluster.screen import run_screen
+from dosmatgen.errors import InvalidRecordError
+from dosmatgen.runstore import RunStore
+from dosmatgen.screen.config import load_screen_config
+
+
+@pytest.fixture(autouse=True)
+def _helpers_on_path(monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(TESTS_DIR))
+
+
+def test_interrupt_between_stages_then_resume(tmp_path):
+    fail_dir = tmp_path / "fail"
+    fail_dir.mkdir()
+    cfg = write_config(tmp_path / "c.yaml", tmp_path / "run", dft={"options": {"fail_dir": str(fail_dir)}})
+    first = run_screen(cfg, progress=False, stop_after="relax")
+    assert first["summary"] is None and first["stages"]["sample"]["candidates"] == 8
+    store = RunStore.open(tmp_path / "run")
+    t = store.target("a")
+    assert t.pending("sample") == [] and t.pending("relax") == [] and t.pending("rank") == [0, 1, 2]
+    before = t.read_crystals("relax")
+    # the best-ranked candidate will fail DFT once and be retried
+    fe = t.column("relax/formation_energy")
+    best = int(np.nanargmin(np.where(t.column("relax/flags") == 0, fe, np.nan)))
+    (fail_dir / f"a-{best}").touch()
+
+    again = run_screen(cfg, progress=False)
+    assert again["stages"]["sample"] == {"shards": 0} and again["stages"]["relax"] == {"shards": 0}
+    after = RunStore.open(tmp_path / "run").target("a")
+    assert all(x.equals(y) for x, y in zip(before, after.read_crystals("relax")))  # nothing redone
+    rows, scores = after.selection()
+    assert rows[0] == best and len(rows) == 2 and np.all(np.diff(scores) >= 0)
+    assert after.pending("dft") == [] and not (fail_dir / f"a-{best}").exists()
+    assert store.manifest.failures("dft") == []  # the failure was retried and cleared
+    d = after.read_dft(0)
+    assert d["site_dos"].shape == (after.read_crystals("relax")[best].num_atoms, 3, 401) and np.isfinite(d["site_dos"]).all()
+    summary = json.loads((tmp_path / "run" / "summary" / "summary.json").read_text())
+    c = summary["counts"]["a"]
+    assert (c["planned"], c["sampled"], c["selected"], c["dft_done"], c["dft_failed"]) == (8, 8, 2, 2, 0)
+    for name in ("ranked.csv", "formation_energy_hist.png"):
+        assert (tmp_path / "run" / "summary" / name).stat().st_size > 0
+    ranked = (tmp_path / "run" / "summary" / "ranked.csv").read_text().splitlines()
+    assert len(ranked) == 3 and ranked[1].startswith("a,1,")
+
+
+def test_dft_given_up_after_max_attempts_is_reported(tmp_path):
+    fail_dir = tmp_path / "fail"
+    fail_dir.mkdir()
+    cfg = write_config(tmp_path / "c.yaml", tmp_path / "run", dft={"options": {"fail_dir": str(fail_dir)}, "max_attempts": 1},
+                       targets=[{"id": "a", "unconditioned": True, "num_atoms": [2], "candidates_per_num_atoms": 3}],
+                       rank={"top_k": 1})
+    run_screen(cfg, progress=False, stop_after="rank")
+    row = int(RunStore.open(tmp_path / "run").target("a").selection()[0][0])
+    (fail_dir / f"a-{row}").touch()
+    out = run_screen(cfg, progress=False)
+    assert out["stages"]["dft"]["given_up"] == 1
+    assert out["summary"]["counts"]["a"]["dft_failed"] == 1
+    failures = RunStore.open(tmp_path / "run").manifest.failures("dft", "a")
+    assert failures[0]["attempts"] == 1 and "fails a-" in failures[0]["error"]
+
+
+@pytest.mark.parametrize(
+    "patch, message",
+    [
+        ({"run": {"dir": "x", "shard_size": 0}}, "run.shard_size: must be >= 1"),
+        ({"run": {"dir": "x", "colour": 1}}, "run.colour: unknown key"),
+        ({"targets": [{"id": "a", "num_atoms": [2], "candidates_per_num_atoms": 1}]}, "targets[0].target: give exactly one"),
+        ({"targets": [{"id": "a", "unconditioned": True, "num_atoms": [9], "candidates_per_num_atoms": 1}]}, "targets[0].num_atoms: 9 exceeds"),
+        ({"sample": {"backend": "spark"}}, "sample.backend: must be one of"),
+        ({"relax": {"filter": {"min_distance": "far"}}}, "relax.filter.min_distance: expected float"),
+        ({"dft": {"dos_grid": {"emin": 1, "emax": 0, "n": 3}}}, "dft.dos_grid"),
+    ],
+)
+def test_config_errors_name_the_key(tmp_path, patch, message):
+    cfg = write_config(tmp_path / "c.yaml", tmp_path / "run")
+    raw = yaml.safe_load(cfg.read_text())
+    for k, v in patch.items():
+        raw[k] = {**raw[k], **v} if isinstance(v, dict) and k in raw and k != "run" else v
+    cfg.write_text(yaml.safe_dump(raw))
+    with pytest.raises(InvalidRecordError) as err:
+        load_screen_config(cfg)
+    assert message in str(err.value) and "c.yaml" in str(err.value)
+
+
+def test_shipped_configs_parse():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "configs" / "screen"
+    for name in ("ci.yaml", "local.yaml", "nersc.yaml"):
+        cfg = load_screen_config(root / name)
+        assert cfg.targets
+    nersc = load_screen_config(root / "nersc.yaml")
+    t = nersc.targets[0]
+    assert t.num_atoms == (4, 5, 6, 7, 8) and t.candidates_per_num_atoms == 2000 and t.site == 0
+
+
+def test_cli_reports_bad_config_in_one_line_without_importing_ray(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("run: {dir: x}\ntargets: []\n")
+    proc = subprocess.run([sys.executable, "-m", "dosmatgen.cli.main", "screen", str(bad)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "targets: needs at least one target" in proc.stderr
+    code = "import sys; from dosmatgen.cli.main import build_parser; build_parser(); print(sorted(m for m in ('ray','dask','submitit','cluster') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "[]"

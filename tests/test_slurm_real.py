@@ -1,0 +1,68 @@
+"""A real one-node Slurm (tests/run_slurm_tests.sh starts it): the user-facing sbatch script runs the CI screen to
+completion, and a submitit SlurmExecutor DFT job completes. Only the config and sbatch command-line overrides
+(one node, 2 CPUs) differ from a Perlmutter submission.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from screen_helpers import TESTS_DIR
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _slurm_up() -> bool:
+    if shutil.which("sinfo") is None:
+        return False
+    out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=30)
+    return out.returncode == 0 and "idle" in out.stdout
+
+
+@pytest.fixture(autouse=True)
+def _need_slurm():
+    if not _slurm_up():
+        pytest.skip("no running Slurm: use tests/run_slurm_tests.sh")
+
+
+def test_sbatch_screen_script_runs_ci_config(tmp_path):
+    env = {**os.environ, "DOSMATGEN_VENV": os.environ.get("VIRTUAL_ENV", "/work/venv"), "DOSMATGEN_RAY_HEAD_WAIT": "10",
+           "PYTHONPATH": str(TESTS_DIR), "SCRATCH": str(tmp_path / "scratch")}
+    out = tmp_path / "screen.out"
+    cmd = ["sbatch", "--wait", "--nodes=1", "--cpus-per-task=2", "--time=00:20:00", f"--output={out}",
+           "slurm/screen.sh", "configs/screen/ci.yaml", "--set", f"run.dir={tmp_path / 'run'}",
+           "--set", "dft.loader=screen_helpers:load_test_engine", "--set", "dft.options={}"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200, env=env)
+    log = out.read_text() if out.exists() else ""
+    assert proc.returncode == 0, proc.stderr + log[-3000:]
+    assert "GPUs/node: 4" in log  # parsed from SLURM_TRES_PER_TASK
+    summary = json.loads((tmp_path / "run" / "summary" / "summary.json").read_text())
+    c = summary["counts"]["au3ni-ni"]
+    assert (c["sampled"], c["relaxed"], c["selected"], c["dft_done"]) == (8, 8, 1, 1)
+    assert (tmp_path / "scratch" / "dosmatgen").is_dir()
+
+
+def test_submitit_slurm_executor_dft_job(tmp_path, monkeypatch):
+    from test_cluster_submitit_dft import _prepared
+
+    from cluster.submitit_dft import run_dft_stage
+
+    monkeypatch.setenv("PYTHONPATH", str(TESTS_DIR))
+    store = _prepared(tmp_path / "run", top_k=1)
+    submitted = run_dft_stage(store, "screen_helpers:load_test_engine", {},
+                              {"cluster": "slurm", "slurm_partition": "debug", "timeout_min": 10, "cpus_per_task": 1},
+                              max_attempts=1, progress=False)
+    assert submitted.waiting_on_scheduler and submitted.submitted == 1  # on Slurm the driver submits and returns
+    job_id = submitted.job_ids[0]
+    subprocess.run(["bash", "-c", f"while squeue -h -j {job_id} 2>/dev/null | grep -q .; do sleep 1; done"], timeout=600)
+    collected = run_dft_stage(store, "screen_helpers:load_test_engine", {}, {"cluster": "slurm"}, max_attempts=1, progress=False)
+    assert collected.submitted == 0  # --resume: nothing left to submit
+    d = store.target("t0").read_dft(0)
+    assert np.isfinite(d["site_dos"]).all()
