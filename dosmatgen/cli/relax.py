@@ -1,0 +1,161 @@
+"""``dosmatgen relax IN... --mlff chgnet --out OUTDIR``: batched MLFF relaxation of CIF / extxyz / zip inputs.
+
+Writes into OUTDIR:
+
+* ``relaxed.extxyz`` and ``relaxed_cif.zip``: the relaxed structures (converged or not; failed ones are left out);
+* ``relax_table.csv`` and ``relax_table.json``: one row per input record, with status
+  (converged / not_converged / failed / rejected / unreadable), reason, steps, fmax, unrelaxed and relaxed
+  energies (eV and eV/atom), formation energies (eV/atom, same MLFF's elemental references) and whether
+  the record passes the formation-energy threshold.
+
+Exit status 0 when at least one structure was relaxed, 1 when none was, 2 for bad arguments or input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("relax", help="relax structures with a machine-learned force field (batched)", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="+", metavar="IN", help="CIF files, folders or zips of CIFs, extxyz files")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--mlff", default="chgnet", help="force field: chgnet (default), orb, emt, lj")
+    p.add_argument("--mlff-weights", default=None, help="local checkpoint (needed for orb)")
+    p.add_argument("--mlff-model", default=None, help="backend model name (orb: orb-v2, orb-v3-conservative-inf-omat, ...)")
+    p.add_argument("--mlff-allow-download", action="store_true", help="let the backend download missing weights (needs network)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--fmax", type=float, default=0.05, help="convergence threshold, eV/A (default 0.05)")
+    p.add_argument("--max-steps", type=int, default=500, help="optimizer steps per structure (default 500)")
+    p.add_argument("--batch-size", type=int, default=64, help="structures per MLFF call (default 64)")
+    p.add_argument("--no-formation-energy", action="store_true", help="skip elemental references and formation energies")
+    p.add_argument("--max-formation-energy", type=float, default=0.0, help="threshold filter, eV/atom (default 0)")
+    p.add_argument("--reference-cache", default=None, help="JSON cache of elemental reference energies (default ~/.cache/dosmatgen)")
+    p.set_defaults(func=cmd_relax)
+
+
+def build_mlff(args):
+    from dosmatgen.relax.mlff import get_mlff
+
+    opts = {}
+    name = args.mlff.lower()
+    if name in ("chgnet", "orb"):
+        opts["device"] = args.device
+    if name == "orb":
+        opts["weights_path"] = args.mlff_weights
+        opts["allow_download"] = args.mlff_allow_download
+        if args.mlff_model:
+            opts["model"] = args.mlff_model
+    return get_mlff(name, **opts)
+
+
+def _read_inputs(paths):
+    from dosmatgen.errors import InvalidRecordError
+    from dosmatgen.io.structure_files import iter_structures
+
+    ids, crystals, unreadable = [], [], []
+    for path in paths:
+        if not Path(path).exists():
+            raise InvalidRecordError("input does not exist", file=str(path))
+        for rid, item in iter_structures(path):
+            if isinstance(item, InvalidRecordError):
+                unreadable.append((rid, str(item)))
+            else:
+                ids.append(rid)
+                crystals.append(item.with_metadata(id=rid))
+    seen: dict[str, int] = {}
+    unique = []
+    for rid in ids:  # ids from several inputs may clash
+        seen[rid] = seen.get(rid, 0) + 1
+        unique.append(rid if seen[rid] == 1 else f"{rid}#{seen[rid]}")
+    return unique, crystals, unreadable
+
+
+def _clean(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def cmd_relax(args) -> int:
+    from dosmatgen.errors import InvalidRecordError
+    from dosmatgen.io.structure_files import write_cif_zip, write_extxyz
+    from dosmatgen.io.atomic import atomic_write
+    from dosmatgen.relax.batched_fire import BatchedRelaxer, RelaxSettings
+    from dosmatgen.relax.formation_energy import StabilityFilter, formation_energies
+    from dosmatgen.relax.references import ElementalReferences
+
+    if args.fmax <= 0 or args.max_steps < 0 or args.batch_size < 1:
+        raise InvalidRecordError("--fmax must be > 0, --max-steps >= 0 and --batch-size >= 1")
+    ids, crystals, unreadable = _read_inputs(args.inputs)
+    mlff = build_mlff(args)
+    relaxer = BatchedRelaxer(mlff, RelaxSettings(fmax=args.fmax, max_steps=args.max_steps, batch_size=args.batch_size))
+    results = relaxer.run(crystals)
+    e_form = [(math.nan, math.nan)] * len(results)
+    reference_note = ""
+    if not args.no_formation_energy and any(r.ok for r in results):
+        refs = ElementalReferences(mlff, cache_path=args.reference_cache)
+        usable = [r for r in results if r.ok]
+        try:
+            values = formation_energies(usable, refs)
+        except InvalidRecordError as exc:  # e.g. an element the MLFF cannot build a reference for
+            reference_note = str(exc)
+            values = [(math.nan, math.nan)] * len(usable)
+        lookup = {r.index: v for r, v in zip(usable, values)}
+        e_form = [lookup.get(r.index, (math.nan, math.nan)) for r in results]
+    stability = StabilityFilter(max_formation_energy=args.max_formation_energy)
+
+    rows = []
+    for rid, r, (ef0, ef1) in zip(ids, results, e_form):
+        row = r.summary()
+        row["id"] = rid
+        row["formation_energy_initial"] = ef0
+        row["formation_energy_relaxed"] = ef1
+        row["passes_filter"] = bool(r.ok and stability.passes(ef1)) if not args.no_formation_energy else None
+        rows.append(row)
+    for rid, msg in unreadable:
+        rows.append({"id": rid, "status": "unreadable", "reason": msg})
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ok = [(rid, r.relaxed) for rid, r in zip(ids, results) if r.ok]
+    if ok:
+        write_extxyz(out / "relaxed.extxyz", [c for _, c in ok], [rid for rid, _ in ok])
+        write_cif_zip(out / "relaxed_cif.zip", [c for _, c in ok], [rid for rid, _ in ok])
+    fields = list(dict.fromkeys(k for row in rows for k in row))
+    with atomic_write(out / "relax_table.csv") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: row.get(k, "") for k in fields})
+    meta = {
+        "mlff": mlff.cache_key,
+        "fmax": args.fmax,
+        "max_steps": args.max_steps,
+        "batch_size": args.batch_size,
+        "mlff_calls": relaxer.n_calls,
+        "seconds": round(relaxer.wall_seconds, 2),
+        "max_formation_energy": args.max_formation_energy,
+        "reference_note": reference_note,
+        "rows": [{k: _clean(v) for k, v in row.items()} for row in rows],
+    }
+    with atomic_write(out / "relax_table.json") as fh:
+        fh.write(json.dumps(meta, indent=1))
+
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    passed = sum(1 for row in rows if row.get("passes_filter"))
+    print(f"relaxed {len(ok)}/{len(rows)} structures with {mlff.cache_key} in {relaxer.n_calls} MLFF calls "
+          f"({relaxer.wall_seconds:.1f} s): " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    if not args.no_formation_energy:
+        print(f"formation energy <= {args.max_formation_energy} eV/atom: {passed}")
+    if reference_note:
+        print(f"note: {reference_note}")
+    print(f"wrote {out}/relax_table.csv, relax_table.json" + (", relaxed.extxyz, relaxed_cif.zip" if ok else ""))
+    return 0 if ok else 1

@@ -1,0 +1,54 @@
+"""``dosmatgen relax`` end to end with the EMT potential (fast), plus its error paths."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from dosmatgen.cli.main import main
+from dosmatgen.crystal import Crystal
+from dosmatgen.io.structure_files import read_structures, write_cif, write_extxyz
+from tests.relax_helpers import rattled_fcc
+
+
+def test_relax_cli_writes_structures_and_table(tmp_path, capsys):
+    good = [rattled_fcc("Cu", 3.7, seed=1), rattled_fcc("Au", 4.2, seed=2)]
+    overlapping = Crystal(np.array([29, 29]), np.array([[0, 0, 0], [0.01, 0, 0]]), np.eye(3) * 4.0)
+    iron = Crystal(np.array([26, 26]), np.array([[0, 0, 0], [0.5, 0.5, 0.5]]), np.eye(3) * 2.87)
+    write_extxyz(tmp_path / "in.extxyz", good + [overlapping], ["cu", "au", "overlap"])
+    write_cif(tmp_path / "fe.cif", [iron], ["fe"])
+    out = tmp_path / "out"
+    rc = main(["relax", str(tmp_path / "in.extxyz"), str(tmp_path / "fe.cif"), "--mlff", "emt", "--out", str(out),
+               "--fmax", "0.05", "--batch-size", "2", "--reference-cache", str(tmp_path / "refs.json")])
+    assert rc == 0
+    rows = {r["id"]: r for r in csv.DictReader(open(out / "relax_table.csv"))}
+    assert rows["cu"]["status"] == rows["au"]["status"] == "converged"
+    assert rows["overlap"]["status"] == "rejected" and "overlapping" in rows["overlap"]["reason"]
+    assert rows["fe"]["status"] == "rejected" and "Fe" in rows["fe"]["reason"]
+    # elemental crystals: formation energy relative to the same potential's fcc reference, close to 0
+    assert abs(float(rows["cu"]["formation_energy_relaxed"])) < 0.02
+    assert float(rows["cu"]["energy_relaxed"]) < float(rows["cu"]["energy_initial"])
+    ids, relaxed = read_structures(out / "relaxed.extxyz")
+    assert ids == ["cu", "au"] and len(read_structures(out / "relaxed_cif.zip")[1]) == 2
+    meta = json.loads((out / "relax_table.json").read_text())
+    assert meta["mlff"].startswith("emt@") and meta["mlff_calls"] > 0 and len(meta["rows"]) == 4
+    assert "relaxed 2/4" in capsys.readouterr().out
+
+
+def test_relax_cli_errors_are_one_line_exit_2(tmp_path, capsys):
+    assert main(["relax", str(tmp_path / "missing.cif"), "--mlff", "emt", "--out", str(tmp_path / "o")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    write_extxyz(tmp_path / "in.extxyz", [rattled_fcc("Cu", 3.7, seed=1)], ["cu"])
+    assert main(["relax", str(tmp_path / "in.extxyz"), "--mlff", "nope", "--out", str(tmp_path / "o")]) == 2
+    assert "unknown MLFF" in capsys.readouterr().err
+
+
+@pytest.mark.mlff
+def test_relax_cli_orb_without_weights_explains(tmp_path, capsys):
+    write_extxyz(tmp_path / "in.extxyz", [rattled_fcc("Cu", 3.7, seed=1)], ["cu"])
+    assert main(["relax", str(tmp_path / "in.extxyz"), "--mlff", "orb", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "--mlff-weights" in err and len(err.strip().splitlines()) == 1
