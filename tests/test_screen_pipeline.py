@@ -54,6 +54,13 @@ def test_interrupt_between_stages_then_resume(tmp_path):
         assert (tmp_path / "run" / "summary" / name).stat().st_size > 0
     ranked = (tmp_path / "run" / "summary" / "ranked.csv").read_text().splitlines()
     assert len(ranked) == 3 and ranked[1].startswith("a,1,")
+    md = (tmp_path / "run" / "summary" / "ranked.md").read_text().splitlines()
+    assert len(md) == 4 and md[2].startswith("| a | 1 |")
+    assert len(summary["cifs"]) == 2
+    from dosmatgen.io.structure_files import read_structures
+
+    _, top = read_structures(tmp_path / "run" / "summary" / summary["cifs"][0])
+    assert top[0].num_atoms == after.read_crystals("relax")[best].num_atoms
 
 
 def test_dft_given_up_after_max_attempts_is_reported(tmp_path):

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from dosmatgen.checkpoint_paths import resolve_checkpoint
 from dosmatgen import __version__
 from dosmatgen.diffusion.process import DiffusionConfig
 from dosmatgen.errors import CheckpointError
@@ -59,7 +60,7 @@ def save_regressor(path: str | Path, ckpt: RegressorCheckpoint) -> Path:
 
 def load_regressor(path: str | Path, map_location: torch.device | str = "cpu") -> RegressorCheckpoint:
     """Load a regressor checkpoint; CheckpointError for a missing, unreadable or foreign file."""
-    path = Path(path)
+    path = resolve_checkpoint(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: regressor checkpoint not found")
     try:

@@ -1,6 +1,7 @@
 """End-of-run summary of a screening run: counts per stage, the ranked table, DOS overlays, a histogram.
 
-Writes into ``<run>/summary/``: ``summary.json`` (counts), ``ranked.csv`` (one row per selected candidate),
+Writes into ``<run>/summary/``: ``summary.json`` (counts), ``ranked.csv`` and ``ranked.md`` (one row per selected
+candidate), ``cifs/`` (the relaxed selected candidates),
 ``formation_energy_hist.png`` and ``dos_overlay_<target>.png`` (target site DOS vs. DFT site DOS of the
 conditioned site of each DFT-validated candidate, on SITE_GRID, states/eV).
 """
@@ -83,6 +84,35 @@ def ranked_rows(store: RunStore) -> list[dict[str, Any]]:
     return table
 
 
+def ranked_markdown(table: list[dict[str, Any]]) -> str:
+    """The ranked table as Markdown (one row per selected candidate, best first)."""
+    cols = ["target", "rank", "formula", "num_atoms", "score", "formation_energy_eV_per_atom", "dft"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in table:
+        cells = [f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in cols]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_top_cifs(store: RunStore, folder: Path) -> list[str]:
+    """Write the relaxed structure of every selected candidate as ``<target>_rank<k>_<formula>.cif``."""
+    from dosmatgen.io.structure_files import write_cif
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for t in store.targets():
+        rows, _ = t.selection()
+        S = t.layout.shard_size
+        for k, row in enumerate(rows):
+            crystal = t.read_crystals("relax", int(row) // S)[int(row) % S]
+            if crystal is None:
+                continue
+            name = f"{t.id}_rank{k + 1}_{crystal.formula}.cif"
+            write_cif(folder / name, [crystal], [f"{t.id}_rank{k + 1}"])
+            written.append(f"cifs/{name}")
+    return written
+
+
 def _site_dos_on_site_grid(store: RunStore, t, k: int, site: int) -> np.ndarray:
     """The DFT site DOS of ``site`` as site features (channels summed, smoothed and resampled onto SITE_GRID
     exactly like the target features), so that the overlay compares like with like."""
@@ -109,6 +139,8 @@ def write_summary(store: RunStore, out_dir: str | Path | None = None) -> dict[st
             w = csv.DictWriter(fh, fieldnames=list(table[0]))
             w.writeheader()
             w.writerows(table)
+    (out / "ranked.md").write_text(ranked_markdown(table))
+    summary["cifs"] = write_top_cifs(store, out / "cifs")
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for t in store.targets():
         fe = t.column("relax/formation_energy")
@@ -144,6 +176,7 @@ def write_summary(store: RunStore, out_dir: str | Path | None = None) -> dict[st
         plots.append(name)
     summary["plots"] = ["formation_energy_hist.png", *plots]
     summary["ranked_csv"] = "ranked.csv"
+    summary["ranked_md"] = "ranked.md"
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from dosmatgen.checkpoint_paths import resolve_checkpoint
 from dosmatgen.dos.grid import EnergyGrid
 from dosmatgen.dos.scaler import PerBinStandardScaler
 from dosmatgen.errors import CheckpointError
@@ -60,7 +61,7 @@ def file_sha256(path: str | Path) -> str:
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[DOSSurrogate, PerBinStandardScaler, EnergyGrid, dict[str, Any]]:
     """Load (model in eval mode, scaler, grid, info). Raises CheckpointError for a missing or foreign file."""
-    path = Path(path)
+    path = resolve_checkpoint(path)
     if not path.is_file():
         raise CheckpointError(f"no surrogate checkpoint at {path} (no such file)")
     try:

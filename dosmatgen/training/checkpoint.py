@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from dosmatgen.checkpoint_paths import resolve_checkpoint
 from dosmatgen import __version__
 from dosmatgen.diffusion.process import DiffusionConfig
 from dosmatgen.elements import NUM_ELEMENT_CLASSES, symbol
@@ -139,7 +140,7 @@ def load_checkpoint(
     Raises CheckpointError when the file is missing or unreadable, is not a dosmatgen denoiser checkpoint, has an
     unsupported format version, or its model/diffusion config differs from the expected one (listing the keys).
     """
-    path = Path(path)
+    path = resolve_checkpoint(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
