@@ -53,7 +53,7 @@ def save_checkpoint(
 def file_sha256(path: str | Path) -> str:
     """SHA-256 of a file (checkpoint hash recorded in evaluation reports)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(resolve_checkpoint(path), "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
