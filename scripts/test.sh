@@ -25,5 +25,11 @@ if ls tests/test_cluster_*.py >/dev/null 2>&1; then
     rc_cluster=1
   fi
 fi
-echo "[test] main suite exit $rc_main, cluster suite exit $rc_cluster"
-[ $rc_main -eq 0 ] && [ $rc_cluster -eq 0 ]
+rc_slurm=0
+if [ "${DOSMATGEN_TEST_SLURM:-0}" = 1 ]; then
+  # a real one-node Slurm (slurm-wlm + munge from Debian, root) in a private network namespace
+  bash tests/run_slurm_tests.sh -q; rc_slurm=$?
+  [ $rc_slurm -eq 5 ] && { echo "[test] error: no slurm tests collected" >&2; rc_slurm=1; }
+fi
+echo "[test] main suite exit $rc_main, cluster suite exit $rc_cluster, slurm suite exit $rc_slurm"
+[ $rc_main -eq 0 ] && [ $rc_cluster -eq 0 ] && [ $rc_slurm -eq 0 ]

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ def _need_slurm():
 
 
 def test_sbatch_screen_script_runs_ci_config(tmp_path):
-    env = {**os.environ, "DOSMATGEN_VENV": os.environ.get("VIRTUAL_ENV", "/work/venv"), "DOSMATGEN_RAY_HEAD_WAIT": "10",
+    env = {**os.environ, "DOSMATGEN_VENV": os.environ.get("VIRTUAL_ENV", sys.prefix), "DOSMATGEN_RAY_HEAD_WAIT": "10",
            "PYTHONPATH": str(TESTS_DIR), "SCRATCH": str(tmp_path / "scratch")}
     out = tmp_path / "screen.out"
     cmd = ["sbatch", "--wait", "--nodes=1", "--cpus-per-task=2", "--time=00:20:00", f"--output={out}",
