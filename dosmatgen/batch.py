@@ -31,9 +31,9 @@ def crystal_to_data(
 ) -> Data:
     n = crystal.num_atoms
     data = Data(
-        atom_types=torch.as_tensor(crystal.atomic_numbers, dtype=torch.long),
-        frac_coords=torch.as_tensor(crystal.frac_coords, dtype=dtype),
-        lattice=torch.as_tensor(crystal.lattice, dtype=dtype).unsqueeze(0),
+        atom_types=torch.tensor(crystal.atomic_numbers, dtype=torch.long),  # copies: crystal arrays may be read-only
+        frac_coords=torch.tensor(crystal.frac_coords, dtype=dtype),
+        lattice=torch.tensor(crystal.lattice, dtype=dtype).unsqueeze(0),
         num_atoms=torch.tensor([n], dtype=torch.long),
         num_nodes=n,
     )
