@@ -23,6 +23,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from dosmatgen.checkpoint_paths import resolve_checkpoint
 from dosmatgen.data.store import DatasetStore
 from dosmatgen.errors import CheckpointError, InvalidRecordError
 from dosmatgen.evaluation.conditioning_set import ConditioningSet, load_conditioning_set, split_crystals
@@ -139,7 +140,7 @@ def evaluate(
         from dosmatgen.data.bundled import bundled_dataset_path
 
         store = bundled_dataset_path()
-    checkpoint = Path(checkpoint)
+    checkpoint = resolve_checkpoint(checkpoint)
     if not checkpoint.is_file():
         raise CheckpointError(f"{checkpoint}: checkpoint not found")
     ds = DatasetStore.open(store)
