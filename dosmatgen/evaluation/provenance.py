@@ -8,6 +8,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from dosmatgen.checkpoint_paths import resolve_checkpoint
 from dosmatgen import __version__
 from dosmatgen.surrogate.checkpoint import file_sha256
 
@@ -18,7 +19,7 @@ def file_record(path: str | Path | None) -> dict[str, Any] | None:
     """``{"path": absolute path, "sha256": hex digest, "bytes": size}`` of a file, or None for no file."""
     if path is None:
         return None
-    p = Path(path).resolve()
+    p = resolve_checkpoint(path).resolve()
     return {"path": str(p), "sha256": file_sha256(p), "bytes": p.stat().st_size}
 
 
