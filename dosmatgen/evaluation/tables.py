@@ -121,7 +121,8 @@ def metrics_markdown(report: Mapping[str, Any]) -> str:
         "StructureMatcher(stol 0.5, angle_tol 10, ltol 0.3); rates divide by all structures: invalid outputs and time-outs "
         "count as non-matches (time-outs are listed). Valid = structural (distances ≥ 0.5 Å, volume ≥ 0.1 Å³) and SMACT "
         "compositional validity; unique among valid outputs; novel = matches no training structure.",
-        "`none` = one conditional denoiser pass per step (w = 0): not in the paper.",
+        "`none` = one conditional denoiser pass per step (w = 0): not in the paper. "
+        "Generation s = wall-clock time of the sampler on this machine (it varies with other load; not a benchmark).",
     ]
     notes = report.get("hygiene", {}).get("notes") or []
     if notes:
