@@ -83,7 +83,7 @@ def test_nan_for_one_structure_is_flagged_and_the_rest_converge():
     crystals = [lj_cluster_cell(z, seed=z) for z in (20, 21, 22, 23)]
     poisoned = PoisonedMLFF(nan_z=22)
     results = BatchedRelaxer(poisoned, RelaxSettings(fmax=0.02, batch_size=4)).run(crystals)
-    assert results[2].status == "failed" and "non-finite" in results[2].reason
+    assert results[2].status == "failed" and "non-finite" in results[2].reason and results[2].failure == "nonfinite"
     assert not results[2].ok
     assert all(results[i].converged for i in (0, 1, 3))
 
@@ -93,7 +93,7 @@ def test_exception_for_one_structure_is_isolated_by_bisection():
     poisoned = PoisonedMLFF(raise_z=21)
     relaxer = BatchedRelaxer(poisoned, RelaxSettings(fmax=0.02, batch_size=5))
     results = relaxer.run(crystals)
-    assert results[1].status == "failed" and "model blew up" in results[1].reason
+    assert results[1].status == "failed" and "model blew up" in results[1].reason and results[1].failure == "mlff_error"
     assert all(results[i].converged for i in (0, 2, 3, 4))
     assert relaxer.n_bisection_calls > 0
 
@@ -111,15 +111,20 @@ def test_prefilter_rejects_before_the_mlff():
     assert "non-positive or below" in results[1].reason
     assert "absurd" in results[2].reason
     assert "not supported" in results[3].reason and "Fe" in results[3].reason
+    assert [r.failure for r in results] == ["overlapping_atoms", "bad_cell", "bad_cell", "unsupported_elements", None]
     assert all(call == [29] for call in counter.calls)  # only the Cu cell ever reached the model
 
 
 def test_collapsing_atoms_and_exploding_cell_are_flagged():
     base = Crystal(np.array([26, 26]), np.array([[0.1, 0.1, 0.1], [0.45, 0.5, 0.55]]), np.eye(3) * 5.0)
     collapse = BatchedRelaxer(ConstantPullMLFF(pull=5.0), RelaxSettings(fmax=0.01, check_every=1)).run([base])[0]
-    assert collapse.status == "failed" and "atoms collapsed" in collapse.reason
+    assert collapse.status == "failed" and "atoms collapsed" in collapse.reason and collapse.failure == "atoms_collapsed"
     explode = BatchedRelaxer(ConstantPullMLFF(stress=-0.5), RelaxSettings(fmax=0.01, max_steps=2000)).run([base])[0]
-    assert explode.status == "failed" and "cell exploded" in explode.reason
+    assert explode.status == "failed" and "cell exploded" in explode.reason and explode.failure == "cell_exploded"
+    from dosmatgen.relax.result import FAILURE_KINDS
+    from dosmatgen.runstore.flags import FAILURE_FLAGS
+
+    assert set(FAILURE_FLAGS) == set(FAILURE_KINDS)  # every failure kind has a run-store bit
 
 
 def test_max_steps_and_trajectory():

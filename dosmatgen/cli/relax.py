@@ -1,4 +1,9 @@
-"""``dosmatgen relax IN... --mlff chgnet --out OUTDIR``: batched MLFF relaxation of CIF / extxyz / zip inputs.
+"""``dosmatgen relax IN... --mlff chgnet --out OUTDIR``: batched MLFF relaxation of CIF / extxyz / zip inputs
+or of the candidates of a screening run (a run directory, or its ``store.zarr``).
+
+A run is read, never written: its candidates after ``--stage`` (``sample``, default, or ``relax``) of every target
+(or those named by ``--target``) are relaxed here, with ids ``<target>/<row>``. (Inside a screen the relax
+stage writes into the run itself; ``dosmatgen screen --resume`` continues it.)
 
 Writes into OUTDIR:
 
@@ -23,11 +28,13 @@ from pathlib import Path
 def register(subparsers) -> None:
     p = subparsers.add_parser("relax", help="relax structures with a machine-learned force field (batched)", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("inputs", nargs="+", metavar="IN", help="CIF files, folders or zips of CIFs, extxyz files")
+    p.add_argument("inputs", nargs="+", metavar="IN", help="CIF files, folders or zips of CIFs, extxyz files, run directories")
+    p.add_argument("--stage", choices=["sample", "relax"], default="sample", help="for a run: structures after this stage (default sample)")
+    p.add_argument("--target", action="append", default=None, help="for a run: only this target (repeatable)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--mlff", default="chgnet", help="force field: chgnet (default), orb, emt, lj")
-    p.add_argument("--mlff-weights", default=None, help="local checkpoint (needed for orb)")
-    p.add_argument("--mlff-model", default=None, help="backend model name (orb: orb-v2, orb-v3-conservative-inf-omat, ...)")
+    p.add_argument("--mlff", default="chgnet", help="force field: chgnet (default), orb, sevenn, emt, lj")
+    p.add_argument("--mlff-weights", default=None, help="local checkpoint (needed for orb; optional for sevenn)")
+    p.add_argument("--mlff-model", default=None, help="backend model name (orb: orb-v2, orb-v3-conservative-inf-omat, ...; sevenn: 7net-0, ...)")
     p.add_argument("--mlff-allow-download", action="store_true", help="let the backend download missing weights (needs network)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--fmax", type=float, default=0.05, help="convergence threshold, eV/A (default 0.05)")
@@ -44,25 +51,31 @@ def build_mlff(args):
 
     opts = {}
     name = args.mlff.lower()
-    if name in ("chgnet", "orb"):
+    if name in ("chgnet", "orb", "sevenn"):
         opts["device"] = args.device
     if name == "orb":
         opts["weights_path"] = args.mlff_weights
         opts["allow_download"] = args.mlff_allow_download
         if args.mlff_model:
             opts["model"] = args.mlff_model
+    if name == "sevenn":
+        opts["allow_download"] = args.mlff_allow_download
+        if args.mlff_model or args.mlff_weights:
+            opts["model"] = args.mlff_weights or args.mlff_model
     return get_mlff(name, **opts)
 
 
-def _read_inputs(paths):
+def _read_inputs(paths, stage: str = "sample", targets=None):
     from dosmatgen.errors import InvalidRecordError
     from dosmatgen.io.structure_files import iter_structures
+    from dosmatgen.runstore.candidates import iter_run_candidates, run_root
 
     ids, crystals, unreadable = [], [], []
     for path in paths:
         if not Path(path).exists():
             raise InvalidRecordError("input does not exist", file=str(path))
-        for rid, item in iter_structures(path):
+        items = iter_run_candidates(path, stage, targets) if run_root(path) is not None else iter_structures(path)
+        for rid, item in items:
             if isinstance(item, InvalidRecordError):
                 unreadable.append((rid, str(item)))
             else:
@@ -92,7 +105,9 @@ def cmd_relax(args) -> int:
 
     if args.fmax <= 0 or args.max_steps < 0 or args.batch_size < 1:
         raise InvalidRecordError("--fmax must be > 0, --max-steps >= 0 and --batch-size >= 1")
-    ids, crystals, unreadable = _read_inputs(args.inputs)
+    ids, crystals, unreadable = _read_inputs(args.inputs, args.stage, args.target)
+    if not ids and not unreadable:
+        raise InvalidRecordError("no structures to relax in " + ", ".join(map(str, args.inputs)))
     mlff = build_mlff(args)
     relaxer = BatchedRelaxer(mlff, RelaxSettings(fmax=args.fmax, max_steps=args.max_steps, batch_size=args.batch_size))
     results = relaxer.run(crystals)

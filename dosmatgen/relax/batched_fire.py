@@ -32,7 +32,7 @@ from dosmatgen.crystal import Crystal
 from dosmatgen.relax.cell_filter import FrechetCellCoordinates, max_row_norm
 from dosmatgen.relax.fire import FIREParameters, FIREState
 from dosmatgen.relax.mlff import MLFF, MLFFOutput
-from dosmatgen.relax.prefilter import PrefilterSettings, rejection_reason
+from dosmatgen.relax.prefilter import PrefilterSettings, rejection
 from dosmatgen.relax.result import CONVERGED, FAILED, NOT_CONVERGED, REJECTED, RelaxResult, TrajectoryFrame
 
 log = logging.getLogger(__name__)
@@ -100,9 +100,9 @@ class _InFlight:
         frac = np.linalg.solve(self.cell.T, self.positions.T).T
         return Crystal(self.numbers, frac, self.cell, dict(self.result.initial.metadata))
 
-    def _fail(self, reason: str) -> bool:
+    def _fail(self, kind: str, reason: str) -> bool:
         r = self.result
-        r.status, r.reason, r.converged = FAILED, reason, False
+        r.status, r.failure, r.reason, r.converged = FAILED, kind, reason, False
         r.extra["last_energy"] = r.energy_relaxed
         r.energy_relaxed = float("nan")
         try:
@@ -111,22 +111,22 @@ class _InFlight:
             r.relaxed = None
         return True
 
-    def _collapsed(self) -> str | None:
+    def _collapsed(self) -> tuple[str, str] | None:
         try:
             dmin = self._crystal().min_interatomic_distance()
         except Exception as exc:  # noqa: BLE001
-            return f"geometry became invalid: {exc}"
+            return "geometry_invalid", f"geometry became invalid: {exc}"
         if dmin < self.settings.min_distance:
-            return f"atoms collapsed: closest pair {dmin:.3f} A < {self.settings.min_distance} A"
+            return "atoms_collapsed", f"atoms collapsed: closest pair {dmin:.3f} A < {self.settings.min_distance} A"
         return None
 
     def update(self, energy: float, forces: np.ndarray, stress: np.ndarray, error: str | None) -> bool:
         """Take the evaluation at the current geometry; step or finish. Returns True when finished."""
         r, s = self.result, self.settings
         if error is not None:
-            return self._fail(error)
+            return self._fail("mlff_error", error)
         if not (np.isfinite(energy) and np.all(np.isfinite(forces)) and np.all(np.isfinite(stress))):
-            return self._fail("non-finite energy, forces or stress from the MLFF")
+            return self._fail("nonfinite", "non-finite energy, forces or stress from the MLFF")
         if r.steps == 0:
             r.energy_initial = float(energy)
         r.energy_relaxed = float(energy)
@@ -136,9 +136,9 @@ class _InFlight:
         if r.trajectory is not None:
             r.trajectory.append(TrajectoryFrame(self._crystal(), float(energy), r.fmax))
         if r.fmax < s.fmax or r.steps >= s.max_steps:
-            reason = self._collapsed()
-            if reason:
-                return self._fail(reason)
+            collapsed = self._collapsed()
+            if collapsed:
+                return self._fail(*collapsed)
             r.converged = r.fmax < s.fmax
             r.status = CONVERGED if r.converged else NOT_CONVERGED
             if not r.converged:
@@ -149,14 +149,14 @@ class _InFlight:
         r.steps += 1
         self.positions, self.cell = self.coords.positions_and_cell()
         if not (np.all(np.isfinite(self.positions)) and np.all(np.isfinite(self.cell))):
-            return self._fail("geometry became non-finite")
+            return self._fail("geometry_invalid", "geometry became non-finite")
         ratio = abs(np.linalg.det(self.cell)) / self.volume0
         if not (1.0 / s.max_volume_change <= ratio <= s.max_volume_change):
-            return self._fail(f"cell exploded or collapsed: volume changed by a factor {ratio:.3g}")
+            return self._fail("cell_exploded", f"cell exploded or collapsed: volume changed by a factor {ratio:.3g}")
         if r.steps % s.check_every == 0:
-            reason = self._collapsed()
-            if reason:
-                return self._fail(reason)
+            collapsed = self._collapsed()
+            if collapsed:
+                return self._fail(*collapsed)
         return False
 
 
@@ -188,9 +188,9 @@ class BatchedRelaxer:
         while queue or in_flight:
             while queue and len(in_flight) < s.batch_size:
                 r = queue.popleft()
-                reason = rejection_reason(r.initial, self.mlff.supported_elements, s.prefilter)
-                if reason is not None:
-                    r.status, r.reason = REJECTED, reason
+                rejected = rejection(r.initial, self.mlff.supported_elements, s.prefilter)
+                if rejected is not None:
+                    r.status, (r.failure, r.reason) = REJECTED, rejected
                     n_done += 1
                     continue
                 in_flight.append(_InFlight(r, s))

@@ -12,6 +12,19 @@ from dosmatgen.crystal import Crystal
 #: status values of :class:`RelaxResult`
 CONVERGED, NOT_CONVERGED, FAILED, REJECTED = "converged", "not_converged", "failed", "rejected"
 
+#: why a structure was rejected before the MLFF or failed during the relaxation (``RelaxResult.failure``)
+FAILURE_KINDS = {
+    "empty": "no atoms",
+    "unsupported_elements": "elements the MLFF does not support",
+    "bad_cell": "non-positive or absurd cell volume",
+    "overlapping_atoms": "atoms closer than the minimum distance before relaxation",
+    "mlff_error": "the MLFF could not evaluate the structure",
+    "nonfinite": "non-finite energy, forces or stress",
+    "geometry_invalid": "the geometry became non-finite or invalid",
+    "cell_exploded": "the cell exploded or collapsed",
+    "atoms_collapsed": "atoms collapsed onto each other",
+}
+
 
 @dataclass(frozen=True)
 class TrajectoryFrame:
@@ -32,7 +45,8 @@ class RelaxResult:
     * ``steps`` optimizer steps taken (evaluations = steps + 1);
     * ``converged`` True when fmax < the requested fmax;
     * ``status`` one of ``converged``, ``not_converged`` (hit max steps), ``failed`` (flagged during the
-      relaxation), ``rejected`` (never given to the MLFF); ``reason`` says why for the last two;
+      relaxation), ``rejected`` (never given to the MLFF); ``reason`` says why for the last two, in words, and
+      ``failure`` as one of the keys of :data:`FAILURE_KINDS`;
     * ``fmax`` final convergence measure, eV/Å (atoms and scaled cell rows, as ASE);
     * ``trajectory`` frames when requested.
     """
@@ -46,6 +60,7 @@ class RelaxResult:
     converged: bool = False
     status: str = NOT_CONVERGED
     reason: str | None = None
+    failure: str | None = None
     fmax: float = float("nan")
     trajectory: list[TrajectoryFrame] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -76,6 +91,7 @@ class RelaxResult:
             "n_atoms": self.n_atoms,
             "status": self.status,
             "reason": self.reason or "",
+            "failure": self.failure or "",
             "converged": self.converged,
             "steps": self.steps,
             "fmax": self.fmax,

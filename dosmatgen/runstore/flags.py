@@ -25,6 +25,35 @@ class Flag(enum.IntFlag):
     FORMATION_ENERGY_TOO_HIGH = 32
     #: cell volume per atom outside the filter's bounds after relaxation
     BAD_VOLUME = 64
+    # why RELAX_FAILED (set together with it; runs written before these bits existed carry RELAX_FAILED alone)
+    #: rejected before the MLFF: elements it does not support
+    UNSUPPORTED_ELEMENTS = 128
+    #: rejected before the MLFF: no atoms, non-positive or absurd cell volume
+    BAD_INPUT_CELL = 256
+    #: rejected before the MLFF: atoms closer than the relaxer's minimum distance
+    OVERLAPPING_INPUT = 512
+    #: the MLFF could not evaluate the structure (it raised, or e.g. an isolated atom)
+    MLFF_ERROR = 1024
+    #: during relaxation: the cell exploded or collapsed
+    CELL_EXPLODED = 2048
+    #: during relaxation: atoms collapsed onto each other, or the geometry became invalid
+    ATOMS_COLLAPSED = 4096
+    #: relaxed, but no formation energy: an element without an elemental reference (e.g. Z > 83)
+    NO_FORMATION_ENERGY = 8192
+
+
+#: RelaxResult.failure kinds (dosmatgen.relax.result.FAILURE_KINDS) -> the bits set with RELAX_FAILED
+FAILURE_FLAGS = {
+    "empty": Flag.BAD_INPUT_CELL,
+    "unsupported_elements": Flag.UNSUPPORTED_ELEMENTS,
+    "bad_cell": Flag.BAD_INPUT_CELL,
+    "overlapping_atoms": Flag.OVERLAPPING_INPUT,
+    "mlff_error": Flag.MLFF_ERROR,
+    "nonfinite": Flag.NONFINITE_ENERGY,
+    "geometry_invalid": Flag.ATOMS_COLLAPSED,
+    "cell_exploded": Flag.CELL_EXPLODED,
+    "atoms_collapsed": Flag.ATOMS_COLLAPSED,
+}
 
 
 _REASONS = {
@@ -35,7 +64,20 @@ _REASONS = {
     Flag.OVERLAPPING_ATOMS: "overlapping atoms",
     Flag.FORMATION_ENERGY_TOO_HIGH: "formation energy too high",
     Flag.BAD_VOLUME: "volume per atom out of range",
+    Flag.UNSUPPORTED_ELEMENTS: "relaxation failed: elements not supported by the MLFF",
+    Flag.BAD_INPUT_CELL: "relaxation failed: empty structure or absurd cell before relaxation",
+    Flag.OVERLAPPING_INPUT: "relaxation failed: overlapping atoms before relaxation",
+    Flag.MLFF_ERROR: "relaxation failed: the MLFF could not evaluate it",
+    Flag.CELL_EXPLODED: "relaxation failed: cell exploded or collapsed",
+    Flag.ATOMS_COLLAPSED: "relaxation failed: atoms collapsed",
+    Flag.NO_FORMATION_ENERGY: "no formation energy (element without a reference)",
 }
+
+
+def failure_flags(failure: str | None) -> Flag:
+    """RELAX_FAILED plus the bit that says why (``failure`` is a RelaxResult.failure kind; None or an unknown
+    kind gives RELAX_FAILED alone)."""
+    return Flag.RELAX_FAILED | FAILURE_FLAGS.get(failure or "", Flag.NONE)
 
 
 def describe_flags(flags: int) -> list[str]:

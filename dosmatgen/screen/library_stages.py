@@ -78,17 +78,18 @@ class MLFFRelaxer:
         self.references = ElementalReferences(self.mlff, cache_path=references_cache)
 
     def __call__(self, crystals: list[Crystal]) -> list[RelaxOutcome]:
+        from dosmatgen.errors import InvalidRecordError
         from dosmatgen.relax.formation_energy import formation_energy_per_atom
 
         out = []
         for r in self.relaxer.run(crystals):
             if not r.ok:
                 out.append(RelaxOutcome(None, r.energy_initial_per_atom, float("nan"), steps=int(r.steps),
-                                        error=f"{r.status}: {r.reason}"))
+                                        error=f"{r.status}: {r.reason}", failure=r.failure))
                 continue
             try:
                 fe = formation_energy_per_atom(r.relaxed, r.energy_relaxed, self.references)
-            except (KeyError, ValueError):
+            except (KeyError, ValueError, InvalidRecordError):  # e.g. an element outside the reference set (Z > 83)
                 fe = float("nan")
             out.append(RelaxOutcome(r.relaxed, r.energy_initial_per_atom, r.energy_relaxed_per_atom, fe,
                                     int(r.steps), bool(r.converged)))

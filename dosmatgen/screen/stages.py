@@ -32,6 +32,7 @@ from dosmatgen.crystal import Crystal
 from dosmatgen.dos.record import DOSRecord
 from dosmatgen.errors import InvalidRecordError, StoreError
 from dosmatgen.runstore import Flag, RunStore, TargetRun
+from dosmatgen.runstore.flags import failure_flags
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ class RelaxOutcome:
     steps: int = -1
     converged: bool = False
     error: str | None = None
+    #: why it failed, a key of dosmatgen.relax.result.FAILURE_KINDS (None: unknown or not failed)
+    failure: str | None = None
 
 
 class Sampler(Protocol):
@@ -104,7 +107,8 @@ class FilterConfig:
 
     * ``require_converged``: flag NOT_CONVERGED relaxations
     * ``min_distance``: Å, flag OVERLAPPING_ATOMS below it
-    * ``max_formation_energy``: eV/atom, flag FORMATION_ENERGY_TOO_HIGH above it (None = off)
+    * ``max_formation_energy``: eV/atom, flag FORMATION_ENERGY_TOO_HIGH above it, NO_FORMATION_ENERGY when there is
+      none (an element without an elemental reference); None = off
     * ``volume_per_atom``: (min, max) Å^3/atom, flag BAD_VOLUME outside
     """
 
@@ -117,7 +121,7 @@ class FilterConfig:
 def filter_flags(outcome: RelaxOutcome, cfg: FilterConfig) -> int:
     """The :class:`Flag` bits of one relaxation outcome."""
     if outcome.crystal is None or outcome.error is not None:
-        return int(Flag.RELAX_FAILED)
+        return int(failure_flags(outcome.failure))
     flags = Flag.NONE
     if not np.isfinite(outcome.energy_relaxed):
         flags |= Flag.NONFINITE_ENERGY
@@ -131,7 +135,9 @@ def filter_flags(outcome: RelaxOutcome, cfg: FilterConfig) -> int:
         flags |= Flag.BAD_VOLUME
     if cfg.max_formation_energy is not None:
         fe = outcome.formation_energy
-        if not np.isfinite(fe) or fe > cfg.max_formation_energy:
+        if not np.isfinite(fe):
+            flags |= Flag.NO_FORMATION_ENERGY
+        elif fe > cfg.max_formation_energy:
             flags |= Flag.FORMATION_ENERGY_TOO_HIGH
     return int(flags)
 
@@ -186,7 +192,11 @@ def relax_shard(store: RunStore, target_id: str, shard: int, relaxer: Relaxer, f
     )
     counts = {"relaxed": int(sum(o.error is None for o in outcomes)), "passed": int((flags == 0).sum()),
               "failed": int(sum(o.error is not None for o in outcomes))}
-    t.mark_done("relax", shard, seconds=time.perf_counter() - t0, **counts)
+    kinds: dict[str, int] = {}
+    for i, o in enumerate(outcomes):
+        if o.error is not None and sampled[i] is not None:
+            kinds[o.failure or "unknown"] = kinds.get(o.failure or "unknown", 0) + 1
+    t.mark_done("relax", shard, seconds=time.perf_counter() - t0, failure_kinds=kinds, **counts)
     return counts
 
 
