@@ -5,7 +5,9 @@
   own shard through a ``DistributedSampler`` (drop_last, reshuffled per epoch with (seed, epoch)).
 * Model: :func:`dosmatgen.training.trainer.build_model` (same init on every rank from the config seed),
   wrapped in DDP by ``ray.train.torch.prepare_model``; gradients are averaged over workers by DDP.
-* Randomness of a step (t, noise, condition dropout): a per-rank generator seeded with (seed, rank).
+* Randomness of a step (t, noise, condition dropout): a per-rank generator seeded with (seed, rank); or, with
+  ``training.per_structure_noise``, per crystal from (seed, epoch, dataset index), which makes an N-worker run
+  reproduce a single-process run with the same global batch (``tests/test_cluster_ray_train.py``).
 * Checkpoints: every epoch, rank 0 writes the library's checkpoint format (``last.pt``, loadable by
   :func:`dosmatgen.training.checkpoint.load_checkpoint`, so ``dosmatgen sample`` can use it) into a directory that
   ``ray.train.report`` persists under ``storage_path`` (shared storage: ``$SCRATCH`` on Perlmutter). Every worker
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -48,6 +51,10 @@ def param_digest(model: torch.nn.Module) -> float:
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """The function every Ray Train worker runs (see the module docstring)."""
+    import shutil
+    from dataclasses import asdict
+
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
     from torch.utils.data.distributed import DistributedSampler
     from torch_geometric.loader import DataLoader
 
@@ -55,6 +62,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     from dosmatgen.screen.stages import resolve_callable
     from dosmatgen.training.checkpoint import DenoiserCheckpoint, load_checkpoint, save_checkpoint, scalers_to_tensors
     from dosmatgen.training.config import RunConfig
+    from dosmatgen.training.keyed_randomness import keyed_step_draws
     from dosmatgen.training.step import train_step, unwrap
     from dosmatgen.training.trainer import build_model, num_atoms_counts
 
@@ -68,7 +76,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     loader_fn = resolve_callable(loop_config.get("dataset_loader", "cluster.ray_train:store_datasets"))
     train_ds, _val = loader_fn(**loop_config.get("dataset_options", {}))
     sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=tc.seed, drop_last=True)
-    per_worker_batch = max(1, tc.batch_size // world)
+    per_worker_batch = tc.batch_size // world  # run_distributed_training checks that world divides batch_size
     counts = num_atoms_counts(train_ds)
     scalers = scalers_to_tensors(getattr(getattr(train_ds, "store", None), "scalers", None))
     loader = DataLoader(train_ds, batch_size=per_worker_batch, sampler=sampler)
@@ -76,11 +84,16 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     model = build_model(cfg)
     diffusion = JointDiffusion(cfg.diffusion, device=device)
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr)
+    # plateau schedule on the all-reduced training loss (identical on every rank; this mode has no validation)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=tc.lr_factor,
+                                                           patience=tc.lr_patience, min_lr=tc.min_lr)
+    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tc.ema_decay), use_buffers=True)
+           if tc.ema_decay > 0 else None)
     generator = torch.Generator(device=device).manual_seed(tc.seed * 1000 + rank + 1)
     start_epoch, global_step = 1, 0
 
-    # a restarted run (worker failure) resumes from Ray's latest checkpoint; a new run may start from a
-    # previous run's checkpoint directory (Ray 2.60 deprecates TorchTrainer(resume_from_checkpoint=...))
+    # a restarted run (worker failure, or the same run name in the same storage) resumes from Ray's latest
+    # checkpoint; a new run may start from a previous run's checkpoint folder (``resume_from``)
     ckpt = ray.train.get_checkpoint()
     if ckpt is None and loop_config.get("resume_from"):
         ckpt = ray.train.Checkpoint.from_directory(loop_config["resume_from"])
@@ -90,6 +103,10 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             model.load_state_dict(stored.model_state)
             if stored.optimizer_state is not None:
                 optimizer.load_state_dict(stored.optimizer_state)
+            if stored.scheduler_state is not None:
+                scheduler.load_state_dict(stored.scheduler_state)
+            if ema is not None and stored.ema_state is not None:
+                ema.load_state_dict(stored.ema_state)
             start_epoch, global_step = stored.epoch + 1, stored.global_step
             extra = json.loads((Path(d) / "ranks.json").read_text()) if (Path(d) / "ranks.json").is_file() else {}
             if str(rank) in extra.get("generators", {}):
@@ -98,6 +115,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
     epochs = int(loop_config.get("epochs", tc.epochs))
     max_batches = int(loop_config.get("max_batches_per_epoch", tc.max_batches_per_epoch) or 0)
+    out_dir = Path(loop_config["out_dir"]) if loop_config.get("out_dir") else None
     for epoch in range(start_epoch, epochs + 1):
         sampler.set_epoch(epoch)
         total, seen = 0.0, 0
@@ -105,8 +123,15 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             if max_batches and i >= max_batches:
                 break
             batch = batch.to(device)
-            terms = train_step(model, diffusion, batch, optimizer, dropout=cfg.conditioning,
-                               grad_clip=tc.grad_clip, grad_clip_mode=tc.grad_clip_mode, generator=generator)
+            atom_scale = 1.0
+            if world > 1:  # per-atom loss terms: the mean over the GLOBAL batch's atoms, as one process computes it
+                atoms = torch.tensor([float(batch.num_nodes)], dtype=torch.float64)
+                torch.distributed.all_reduce(atoms)
+                atom_scale = world * batch.num_nodes / float(atoms[0])
+            draws = keyed_step_draws(diffusion, batch, tc.seed, epoch) if tc.per_structure_noise else None
+            terms = train_step(model, diffusion, batch, optimizer, dropout=cfg.conditioning, grad_clip=tc.grad_clip,
+                               grad_clip_mode=tc.grad_clip_mode, ema=ema, generator=generator, draws=draws,
+                               atom_scale=atom_scale)
             b = int(batch.num_atoms.numel())
             total += terms["loss"] * b
             seen += b
@@ -114,12 +139,14 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         stats = torch.tensor([total, float(seen)], dtype=torch.float64)
         if world > 1:
             torch.distributed.all_reduce(stats)
+        train_loss = float(stats[0] / max(stats[1], 1.0))
+        scheduler.step(train_loss)
         gen_states = [torch.zeros_like(generator.get_state()) for _ in range(world)]
         if world > 1:
             torch.distributed.all_gather_object(gen_states, generator.get_state())
         else:
             gen_states = [generator.get_state()]
-        metrics = {"epoch": epoch, "step": global_step, "train_loss": float(stats[0] / max(stats[1], 1.0)),
+        metrics = {"epoch": epoch, "step": global_step, "lr": optimizer.param_groups[0]["lr"], "train_loss": train_loss,
                    "structures": int(stats[1]), "param_digest": param_digest(unwrap(model)), "rank": rank,
                    "local_structures": seen}
         if loop_config.get("metrics_dir"):  # per-rank metrics log (Ray keeps only rank 0's metrics)
@@ -130,15 +157,23 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = None
             if rank == 0:
-                bare = unwrap(model)
                 save_checkpoint(Path(tmp) / CHECKPOINT_FILE, DenoiserCheckpoint(
-                    model_config=cfg.model, diffusion_config=cfg.diffusion, model_state=bare.state_dict(),
-                    conditioning=cfg.conditioning.to_dict(), training=tc.to_dict(), ema_state=None,
-                    optimizer_state=optimizer.state_dict(), scheduler_state=None,
+                    model_config=cfg.model, diffusion_config=cfg.diffusion, model_state=unwrap(model).state_dict(),
+                    conditioning=cfg.conditioning.to_dict(),
+                    training={**tc.to_dict(), "data": {**asdict(cfg.data), "val_split": None}},  # no validation here
+                    ema_state=ema.state_dict() if ema is not None else None,
+                    optimizer_state=optimizer.state_dict(), scheduler_state=scheduler.state_dict(),
                     rng_state={"generator": generator.get_state()}, epoch=epoch, global_step=global_step,
                     best_val=None, scalers=scalers, num_atoms_counts=counts,
                 ))
                 (Path(tmp) / "ranks.json").write_text(json.dumps({"generators": {str(r): s.tolist() for r, s in enumerate(gen_states)}}))
+                if out_dir is not None:  # the user's folder gets every epoch too (a killed job can --resume from it)
+                    for name in ("ranks.json", CHECKPOINT_FILE):  # ranks.json first: last.pt marks a complete pair
+                        part = out_dir / f".{name}.part"
+                        shutil.copyfile(Path(tmp) / name, part)
+                        os.replace(part, out_dir / name)
+                    with open(out_dir / "metrics.jsonl", "a") as fh:
+                        fh.write(json.dumps(metrics) + "\n")
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(metrics, checkpoint=checkpoint)
 
@@ -158,11 +193,24 @@ def run_distributed_training(
     threads_per_worker: int = 1,
     max_batches_per_epoch: int | None = None,
     metrics_dir: str | None = None,
+    out_dir: str | None = None,
 ):
-    """Run a ``TorchTrainer``; returns Ray's ``Result`` (metrics, checkpoint, path)."""
+    """Run a ``TorchTrainer``; returns Ray's ``Result`` (metrics, checkpoint, path).
+
+    ``training.batch_size`` is the GLOBAL batch: it must be a multiple of ``num_workers`` (each worker takes
+    batch_size / num_workers). Ray Train resumes a run found under ``storage_path/name`` by itself, so give every
+    run its own name (``train_to_folder`` derives it from the output folder). ``out_dir``: rank 0 also writes
+    ``last.pt``, ``ranks.json`` and ``metrics.jsonl`` there after every epoch.
+    """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    from dosmatgen.errors import InvalidRecordError
+
+    batch_size = int((run_config.get("training") or {}).get("batch_size", 256))
+    if num_workers < 1 or batch_size % num_workers:
+        raise InvalidRecordError(f"training.batch_size {batch_size} (the global batch) must be a multiple of the "
+                                 f"{num_workers} workers")
     loop_config = {"run_config": run_config, "dataset_loader": dataset_loader,
                    "dataset_options": dict(dataset_options or {}), "threads_per_worker": threads_per_worker}
     if epochs is not None:
@@ -173,6 +221,8 @@ def run_distributed_training(
         loop_config["metrics_dir"] = metrics_dir
     if resume_from is not None:
         loop_config["resume_from"] = str(resume_from)
+    if out_dir is not None:
+        loop_config["out_dir"] = str(out_dir)
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_config,
@@ -185,31 +235,105 @@ def run_distributed_training(
     return trainer.fit()
 
 
+def run_name_for(out: Path) -> str:
+    """The Ray Train run name of an output folder: unique per folder, stable across resubmissions."""
+    import hashlib
+
+    return f"dosmatgen-train-{out.name}-{hashlib.sha256(str(out).encode()).hexdigest()[:10]}"
+
+
+def train_to_folder(
+    run_config: dict[str, Any],
+    store: str,
+    out: str | Path,
+    *,
+    num_workers: int,
+    use_gpu: bool = False,
+    storage_path: str | None = None,
+    address: str | None = None,
+    epochs: int | None = None,
+    resume: bool = False,
+    resume_from: str | None = None,
+    threads_per_worker: int = 1,
+) -> dict[str, Any]:
+    """Distributed training of the denoiser on the train split of ``store``; the result lands in ``out`` like a
+    single-process ``dosmatgen train``: ``last.pt`` (library format, written after every epoch), ``ranks.json``
+    (per-rank generator states, for resume), ``config.yaml`` and ``metrics.jsonl`` (one line per epoch: the
+    all-reduced training loss; this mode computes no validation loss and no ``best.pt``).
+
+    ``storage_path`` (default ``out/ray``) receives Ray Train's own results and checkpoints under a run name derived
+    from ``out``; on a cluster it must be shared storage. ``resume`` continues from ``out/last.pt``; ``resume_from``
+    from another checkpoint folder. A fresh run refuses an ``out`` that already holds a checkpoint or a Ray run.
+    """
+    import yaml
+
+    from dosmatgen.errors import CheckpointError, InvalidRecordError
+    from dosmatgen.training.checkpoint import load_checkpoint
+
+    out = Path(out).absolute()
+    batch_size = int((run_config.get("training") or {}).get("batch_size", 256))
+    if num_workers < 1 or batch_size % num_workers:
+        raise InvalidRecordError(f"training.batch_size {batch_size} (the global batch) must be a multiple of the "
+                                 f"{num_workers} workers")
+    storage = Path(storage_path).absolute() if storage_path else out / "ray"
+    name = run_name_for(out)
+    target_epochs = int(epochs if epochs is not None else (run_config.get("training") or {}).get("epochs", 1000))
+    if resume and resume_from is None:
+        if not (out / CHECKPOINT_FILE).is_file():
+            raise CheckpointError(f"{out}: nothing to resume (no {CHECKPOINT_FILE})")
+        resume_from = str(out)
+    elif not resume and resume_from is None and ((out / CHECKPOINT_FILE).exists() or (storage / name).exists()):
+        raise CheckpointError(f"{out} already holds a checkpoint or a Ray Train run ({storage / name}); resume it "
+                              "(--resume) or choose another output folder")
+    if resume_from is not None:
+        done = load_checkpoint(Path(resume_from) / CHECKPOINT_FILE).epoch
+        if done >= target_epochs:
+            raise InvalidRecordError(f"{resume_from}/{CHECKPOINT_FILE} is already at epoch {done}; ask for more epochs "
+                                     f"than that (--epochs), not {target_epochs}")
+    saved = dict(run_config)
+    saved["data"] = {**dict(run_config.get("data") or {}), "store": str(store)}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    from cluster.ray_sampling import connect
+
+    connect(address)
+    result = run_distributed_training(
+        saved, num_workers=num_workers, use_gpu=use_gpu, storage_path=str(storage), name=name, epochs=epochs,
+        dataset_options={"store": str(store), "train_split": (saved["data"].get("train_split") or "train")},
+        resume_from=resume_from, threads_per_worker=threads_per_worker, metrics_dir=str(out / "ranks"),
+        out_dir=str(out),
+    )
+    if result.error is not None:
+        raise RuntimeError(f"distributed training failed: {result.error}")
+    return {"metrics": dict(result.metrics or {}), "checkpoint": str(out / CHECKPOINT_FILE), "ray_result": str(result.path)}
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m cluster.ray_train CONFIG.yaml --storage DIR --workers N [--gpu] [--epochs E] [--resume-from CKPT_DIR]``."""
+    """``python -m cluster.ray_train CONFIG.yaml --out DIR --workers N [--gpu] [--epochs E] [--resume]``
+    (the same as ``dosmatgen train --distributed``)."""
     import argparse
 
     import yaml
 
     p = argparse.ArgumentParser(prog="python -m cluster.ray_train")
     p.add_argument("config")
-    p.add_argument("--storage", required=True, help="shared folder for Ray Train results and checkpoints")
+    p.add_argument("--out", required=True, help="output folder: last.pt, config.yaml, metrics.jsonl")
+    p.add_argument("--data", default=None, help="dataset store; overrides data.store of the config")
+    p.add_argument("--storage", default=None, help="shared folder for Ray Train results (default OUT/ray)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--gpu", action="store_true")
     p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--resume-from", default=None)
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--resume-from", default=None, help="continue from another checkpoint folder")
     p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or a local cluster)")
     args = p.parse_args(argv)
     raw = yaml.safe_load(Path(args.config).read_text())
-    store = (raw.get("data") or {}).get("store")
+    store = args.data or (raw.get("data") or {}).get("store")
     if not store:
-        raise SystemExit(f"{args.config}: data.store is required for distributed training")
-    from cluster.ray_sampling import connect
-
-    connect(args.address)
-    result = run_distributed_training(raw, num_workers=args.workers, use_gpu=args.gpu, storage_path=str(Path(args.storage).absolute()),
-                                      epochs=args.epochs, dataset_options={"store": store}, resume_from=args.resume_from)
-    print(json.dumps({"metrics": result.metrics, "checkpoint": result.checkpoint.path if result.checkpoint else None}, default=str))
+        raise SystemExit(f"{args.config}: data.store (or --data) is required for distributed training")
+    info = train_to_folder(raw, store, args.out, num_workers=args.workers, use_gpu=args.gpu, storage_path=args.storage,
+                           address=args.address, epochs=args.epochs, resume=args.resume, resume_from=args.resume_from)
+    print(json.dumps(info, default=str))
     return 0
 
 

@@ -27,8 +27,9 @@ python -m pip install -q --upgrade pip
 # torch first, pinned: the CPU build of 2.13.0 is what this project tests on (other specs may pull a CUDA build).
 python -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.13.0') else 1)" 2>/dev/null \
   || python -m pip install -q torch==2.13.0
-extras="cluster,mlff,mp,test"
+extras="cluster,mlff,sevenn,mp,test"
 [ "${DOSMATGEN_NO_DFT:-0}" = 1 ] || extras="$extras,dft"
 echo "[install] pip install -e .[$extras]"
-python -m pip install -q -e ".[$extras]"
+# the constraint keeps every dependency on the torch installed above
+python -m pip install -q -c scripts/constraints.txt -e ".[$extras]"
 echo "[install] done: $(python -c 'import dosmatgen; print("dosmatgen", dosmatgen.__version__)') in $VENV"

@@ -12,9 +12,11 @@
 #
 # Distributed training with Ray Train (TorchTrainer, DDP over NCCL, one worker per GPU):
 #
-#     sbatch -A <project>_g slurm/train.sh configs/model/<config>.yaml [--epochs E] [--resume-from CKPT_DIR]
+#     sbatch -A <project>_g slurm/train.sh configs/model/<config>.yaml [--epochs E] [--resume] [--data STORE.zarr]
 #
-# Checkpoints and Ray Train results go to $SCRATCH/dosmatgen/train (shared storage, needed for resume).
+# Runs `dosmatgen train --distributed`. Output (last.pt, config.yaml, metrics.jsonl) goes to
+# $DOSMATGEN_TRAIN_OUT (default $SCRATCH/dosmatgen/train/<config name>); Ray Train's own results and checkpoints
+# to $SCRATCH/dosmatgen/train/ray (shared storage). Resubmit with --resume to continue from OUT/last.pt.
 # Dashboard: 127.0.0.1 on the head node only; tunnel as described in slurm/screen.sh.
 set -euo pipefail
 CONFIG="${1:?usage: sbatch slurm/train.sh CONFIG.yaml [options]}"
@@ -30,8 +32,9 @@ mapfile -t NODES < <(scontrol show hostnames "${SLURM_JOB_NODELIST}")
 HEAD_NODE="${NODES[0]}"
 HEAD_IP=$(srun --nodes=1 --ntasks=1 -w "$HEAD_NODE" hostname --ip-address | awk '{print $1}')
 export RAY_ADDRESS="${HEAD_IP}:${DOSMATGEN_RAY_PORT:-6379}"
-STORAGE="${SCRATCH}/dosmatgen/train"
-mkdir -p "$STORAGE"
+STORAGE="${SCRATCH}/dosmatgen/train/ray"
+OUT="${DOSMATGEN_TRAIN_OUT:-${SCRATCH}/dosmatgen/train/$(basename "$CONFIG" .yaml)}"
+mkdir -p "$STORAGE" "$OUT"
 echo "head node: ${HEAD_NODE}; dashboard: ssh -J ${USER:-you}@perlmutter.nersc.gov -L 8265:127.0.0.1:8265 ${USER:-you}@${HEAD_NODE}"
 
 srun --nodes=1 --ntasks=1 -w "$HEAD_NODE" --export=ALL "${DMG_RUN[@]}" ray start --head \
@@ -47,7 +50,8 @@ WORKERS=$(( ${#NODES[@]} * (NUM_GPUS > 0 ? NUM_GPUS : 1) ))
 GPU_FLAG=()
 if [ "$NUM_GPUS" -gt 0 ]; then GPU_FLAG=(--gpu); fi
 status=0
-"${DMG_RUN[@]}" python -u -m cluster.ray_train "$CONFIG" --storage "$STORAGE" --workers "$WORKERS" "${GPU_FLAG[@]}" "$@" || status=$?
+"${DMG_RUN[@]}" dosmatgen train --config "$CONFIG" --distributed --out "$OUT" --storage "$STORAGE" \
+    --workers "$WORKERS" "${GPU_FLAG[@]}" "$@" || status=$?
 kill $(jobs -p) 2>/dev/null || true
 wait 2>/dev/null || true
 exit "$status"

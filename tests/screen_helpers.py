@@ -97,8 +97,9 @@ def load_slow_sampler(delay_s: float = 0.5, device: str = "cpu") -> SlowSampler:
     return SlowSampler(delay_s, device)
 
 
-def synthetic_training_set(n: int = 16, seed: int = 0):
-    """(train, None): ``n`` random 2-3 atom crystals with random positive site DOS (400 bins), as torch Data."""
+def synthetic_training_set(n: int = 16, seed: int = 0, atoms: int | None = None):
+    """(train, None): ``n`` random crystals of 2-3 atoms (or ``atoms`` each) with random positive site DOS (400 bins),
+    as torch Data with ``idx`` (the structure's index, as ``CrystalDOSDataset`` sets it)."""
     import torch
 
     from dosmatgen.batch import crystal_to_data
@@ -106,9 +107,11 @@ def synthetic_training_set(n: int = 16, seed: int = 0):
     rng = np.random.default_rng(seed)
     items = []
     for i in range(n):
-        k = 2 + i % 2
+        k = atoms if atoms else 2 + i % 2
         c = Crystal(rng.integers(1, 30, size=k), rng.random((k, 3)), np.eye(3) * (3.0 + rng.random()))
-        items.append(crystal_to_data(c, node_fields={"site_dos": torch.as_tensor(rng.random((k, 400)), dtype=torch.float32)}))
+        data = crystal_to_data(c, node_fields={"site_dos": torch.as_tensor(rng.random((k, 400)), dtype=torch.float32)})
+        data.idx = torch.tensor([i], dtype=torch.long)
+        items.append(data)
     return items, None
 
 

@@ -106,3 +106,23 @@ def test_chgnet_formation_energies_of_known_compounds(tmp_path):
         expt = experimental[crystal.formula] * EV_PER_KJ_MOL
         assert abs(e_relaxed - expt) < 0.25, (crystal.formula, e_relaxed, expt)
         assert e_relaxed <= e_unrelaxed + 1e-6  # relaxing never raises the energy
+
+
+def test_element_without_reference_gives_nan_for_its_structures_only(tmp_path):
+    """Ra (Z = 88) is beyond the reference set (Z <= 83): structures holding it get NaN formation energies, the
+    others are computed (the bundled model can sample such elements; one must not cost the whole batch)."""
+    import numpy as np
+
+    from dosmatgen.relax.batched_fire import BatchedRelaxer, RelaxSettings
+    from dosmatgen.relax.formation_energy import elements_without_reference, formation_energies
+    from dosmatgen.relax.mlff import get_mlff
+
+    lj = get_mlff("lj")  # supports Z = 1..100
+    ra_cu = Crystal(np.array([88, 29]), np.array([[0, 0, 0], [0.5, 0.5, 0.5]]), np.eye(3) * 3.4)
+    cu = Crystal(np.array([29, 29]), np.array([[0, 0, 0], [0.5, 0.5, 0.5]]), np.eye(3) * 3.0)
+    results = BatchedRelaxer(lj, RelaxSettings(fmax=0.05, max_steps=50)).run([ra_cu, cu])
+    refs = ElementalReferences(lj, cache_path=tmp_path / "refs.json")
+    assert elements_without_reference({88, 29}, refs) == [88]
+    (ra0, ra1), (cu0, cu1) = formation_energies(results, refs)
+    assert np.isnan(ra0) and np.isnan(ra1)
+    assert np.isfinite(cu1)

@@ -189,6 +189,12 @@ def test_train_cli(tmp_path):
     assert (out / "last.pt").exists() and (out / "best.pt").exists() and (out / "config.yaml").exists()
     ckpt = load_checkpoint(out / "last.pt")
     assert ckpt.epoch == 2 and set(ckpt.scalers) == {"site", "total"}
+    # the checkpoint itself says where it was trained, so evaluation hygiene needs no config.yaml beside it
+    assert ckpt.training["data"] == {"store": str(store), "train_split": "train", "val_split": "val"}
+    from dosmatgen.evaluation.hygiene import denoiser_training_splits
+
+    splits = denoiser_training_splits(tmp_path / "elsewhere.pt", ckpt.training)
+    assert (splits.train_split, splits.val_split, splits.source) == ("train", "val", "checkpoint")
     assert main(args + ["--resume", "--epochs", "3"]) == 0
     assert load_checkpoint(out / "last.pt").epoch == 3
     assert len(read_metrics(out)) == 3

@@ -23,6 +23,8 @@ Usage (one core, low priority)::
 
     nohup nice -n 10 python tools/grow_dataset.py --out /work/grow/gpaw-v2 > /work/grow/grow.out 2>&1 &
     python tools/grow_dataset.py --out /work/grow/gpaw-v2 --dry-run    # candidate counts only
+    # two cores: two processes on the same OUT, disjoint candidates (--worker 0/2 and --worker 1/2); each writes
+    # its records into OUT/worker-I (the DFT driver locks its folder); `dosmatgen data build` takes all folders
 
 This is a maintainer tool: it reads the shared data folder given by --shared; the library and tests never do.
 """
@@ -346,7 +348,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="stop after this many candidates (testing)")
     parser.add_argument("--retry-failed", action="store_true")
     parser.add_argument("--dry-run", action="store_true", help="build and count the candidates, compute nothing")
+    parser.add_argument("--worker", default="0/1", metavar="I/N",
+                        help="take every N-th candidate starting at I (run N processes on one OUT, one core each)")
     args = parser.parse_args(argv)
+    worker, n_workers = (int(x) for x in args.worker.split("/"))
+    if not 0 <= worker < n_workers:
+        parser.error(f"--worker {args.worker}: need 0 <= I < N")
     # `kill PID` (SIGTERM) exits through Python so the running GPAW worker's process group is killed too
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
@@ -369,6 +376,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.limit is not None:
         cands = cands[: args.limit]
+    cands = cands[worker::n_workers]  # disjoint candidates: each record file has one writer
+    status_name = "status.json" if n_workers == 1 else f"status-{worker}.json"
+    # the DFT driver locks its output folder, so with N > 1 each worker writes into OUT/worker-I; records already in
+    # OUT or in any worker folder count as done
+    dest = out if n_workers == 1 else out / f"worker-{worker}"
+    dest.mkdir(parents=True, exist_ok=True)
+
+    def all_completed() -> tuple[set[str], set[str]]:
+        done, failed = completed_ids(out)
+        for folder in sorted(out.glob("worker-*")):
+            d, f = completed_ids(folder)
+            done |= d
+            failed |= f
+        return done, failed
 
     engine = get_engine("gpaw", threads=1)
     relaxer = PrototypeRelaxer(out / "relaxed_prototypes.jsonl")
@@ -376,12 +397,11 @@ def main(argv: list[str] | None = None) -> int:
     finished: list[float] = []
 
     def items() -> Iterator[tuple[str, Crystal, str]]:
-        done, failed = completed_ids(out)
+        done, failed = all_completed()
         for c in cands:
             crystal = Crystal(np.array(c["atomic_numbers"]), np.array(c["frac_coords"]), np.array(c["lattice"]))
             if record_name(c["id"]) in done or (c["id"] in failed and not args.retry_failed):
-                yield c["id"], crystal, c["source"]  # skipped by the driver without relaxing
-                continue
+                continue  # done (here or in another worker's folder) or failed before
             if c["relax"]:
                 relaxed = relaxer.relax(c["id"], crystal)
                 if relaxed is None:
@@ -397,15 +417,15 @@ def main(argv: list[str] | None = None) -> int:
         rate = len(recent) / min(1.0, max((now - started) / 3600, 1e-6))  # per hour over the last hour
         state = "ok" if result.get("ok") else f"FAILED {result.get('kind')}: {result.get('error')}"
         log(f"{id} {state} dft_s={float(result.get('seconds') or 0):.1f} rate={rate:.0f}/h")
-        done, failed = completed_ids(out)
+        done, failed = all_completed()
         status = {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "records": len(done), "failed": len(failed),
                   "attempted_this_run": len(finished), "structures_per_hour_recent": round(rate, 1),
                   "run_hours": round((now - started) / 3600, 3), "candidates": len(cands)}  # fmt: skip
-        tmp = out / ".status.json.tmp"
+        tmp = out / f".{status_name}.tmp"
         tmp.write_text(json.dumps(status, indent=1))
-        os.replace(tmp, out / "status.json")
+        os.replace(tmp, out / status_name)
 
-    summary = compute_dos_dataset(items(), out, engine, args.time_limit, retry_failed=args.retry_failed,
+    summary = compute_dos_dataset(items(), dest, engine, args.time_limit, retry_failed=args.retry_failed,
                                   threads=1, progress=False, total=len(cands), on_result=on_result)  # fmt: skip
     log(f"finished: {summary.line()}")
     return 0

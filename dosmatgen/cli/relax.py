@@ -100,7 +100,8 @@ def cmd_relax(args) -> int:
     from dosmatgen.io.structure_files import write_cif_zip, write_extxyz
     from dosmatgen.io.atomic import atomic_write
     from dosmatgen.relax.batched_fire import BatchedRelaxer, RelaxSettings
-    from dosmatgen.relax.formation_energy import StabilityFilter, formation_energies
+    from dosmatgen.elements import symbol
+    from dosmatgen.relax.formation_energy import StabilityFilter, elements_without_reference, formation_energies
     from dosmatgen.relax.references import ElementalReferences
 
     if args.fmax <= 0 or args.max_steps < 0 or args.batch_size < 1:
@@ -116,6 +117,10 @@ def cmd_relax(args) -> int:
     if not args.no_formation_energy and any(r.ok for r in results):
         refs = ElementalReferences(mlff, cache_path=args.reference_cache)
         usable = [r for r in results if r.ok]
+        no_reference = elements_without_reference({int(z) for r in usable for z in r.initial.atomic_numbers}, refs)
+        if no_reference:
+            reference_note = ("no formation energy for structures with " + ", ".join(symbol(z) for z in no_reference)
+                              + " (no elemental reference)")
         try:
             values = formation_energies(usable, refs)
         except InvalidRecordError as exc:  # e.g. an element the MLFF cannot build a reference for

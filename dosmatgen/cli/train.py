@@ -1,10 +1,17 @@
 """``dosmatgen train``: train the DOSMatGen denoiser.
 
 ``dosmatgen train --config configs/model/small.yaml [--data STORE.zarr] [--out DIR] [--resume] [--device cpu|cuda]``
+``dosmatgen train --config ... --distributed --workers N [--gpu] [--storage DIR] [--address HOST:PORT]``
 
 The config (YAML) has sections ``model``, ``diffusion``, ``conditioning``, ``training`` and ``data`` (see
 docs/model.md). ``--data`` overrides ``data.store``. The output folder receives ``last.pt`` (every epoch),
 ``best.pt`` (lowest validation loss), ``metrics.jsonl`` and a copy of the config (``config.yaml``).
+
+``--distributed`` trains with Ray Train DDP instead (NCCL on GPUs, gloo on CPU; one worker per GPU with
+``--gpu``), on the Ray cluster at ``--address`` / ``RAY_ADDRESS`` or a local one. The orchestration lives in the
+top-level ``cluster`` package and is imported only here, inside the handler. OUT receives ``last.pt`` (the same
+format, so ``dosmatgen sample`` takes it), ``config.yaml`` and ``metrics.jsonl``; no validation loss or
+``best.pt`` is computed in this mode. ``--storage`` (default OUT/ray) must be shared storage on a cluster.
 """
 
 from __future__ import annotations
@@ -23,7 +30,31 @@ def register(subparsers) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available, else cpu)")
     p.add_argument("--epochs", type=int, default=None, help="override training.epochs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    d = p.add_argument_group("distributed (Ray Train DDP; needs the cluster extra)")
+    d.add_argument("--distributed", action="store_true", help="train with Ray Train DDP")
+    d.add_argument("--workers", type=int, default=2, help="DDP workers (default 2; with --gpu one per GPU)")
+    d.add_argument("--gpu", action="store_true", help="one GPU per worker (NCCL)")
+    d.add_argument("--storage", default=None, help="shared folder for Ray Train results (default OUT/ray)")
+    d.add_argument("--address", default=None, help="Ray cluster address (default RAY_ADDRESS, else a local cluster)")
     p.set_defaults(func=cmd_train)
+
+
+def _train_distributed(args: argparse.Namespace, config, store: str) -> int:
+    from dosmatgen.errors import InvalidRecordError
+
+    if args.workers < 1:
+        raise InvalidRecordError(f"--workers must be >= 1, got {args.workers}")
+    try:
+        from cluster.ray_train import train_to_folder
+    except ImportError as exc:
+        raise InvalidRecordError(f"--distributed needs the cluster extra (pip install 'dosmatgen[cluster]'): {exc}") from None
+    print(f"distributed training on {args.workers} {'GPU' if args.gpu else 'CPU'} worker(s)")
+    info = train_to_folder(config.to_dict(), store, args.out, num_workers=args.workers, use_gpu=args.gpu,
+                           storage_path=args.storage, address=args.address, resume=args.resume)
+    m = info["metrics"]
+    print(f"done: epoch {m.get('epoch')}, step {m.get('step')}, train loss {m.get('train_loss', float('nan')):.4f}")
+    print(f"checkpoint: {info['checkpoint']}; log: {args.out}/metrics.jsonl")
+    return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -41,8 +72,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     store = args.data or config.data.store
     if not store:
         raise InvalidRecordError("no dataset: pass --data STORE.zarr or set data.store", file=args.config)
+    config = replace(config, data=replace(config.data, store=str(store)))  # recorded in the checkpoint
     if args.epochs is not None:
         config = replace(config, training=replace(config.training, epochs=args.epochs))
+    if args.distributed:
+        return _train_distributed(args, config, store)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise InvalidRecordError(f"--device {device} asked for, but no CUDA device is available")

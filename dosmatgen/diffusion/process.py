@@ -160,9 +160,11 @@ class JointDiffusion:
         t: torch.Tensor | None = None,
         noise: StateNoise | None = None,
         generator: torch.Generator | None = None,
+        atom_scale: float = 1.0,
     ) -> LossTerms:
         """The joint loss of ``model`` on a clean batch: draws t (uniform 1..T per crystal) and noise unless given,
-        noises the batch, runs the model once (with condition ``cond``, a DOSCondition or None)."""
+        noises the batch, runs the model once (with condition ``cond``, a DOSCondition or None). ``atom_scale``:
+        see :func:`~dosmatgen.diffusion.loss.joint_loss`."""
         clean = self.clean_state(batch)
         if t is None:
             t = self.sample_timesteps(clean.num_crystals, generator)
@@ -176,7 +178,7 @@ class JointDiffusion:
         target_x = coordinate_score_target(sigma_atoms, noise.frac_coords, norm_atoms)
         return joint_loss(
             pred.lattice_eps, pred.coord_score, pred.type_eps, noise.lattice, target_x, noise.atom_types,
-            self.config.loss_weights,
+            self.config.loss_weights, atom_scale,
         )
 
     # ------------------------------------------------------------------ reverse steps

@@ -12,11 +12,12 @@ config may set another threshold, or an energy-above-hull cut when competing pha
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from dosmatgen.crystal import Crystal
+from dosmatgen.errors import InvalidRecordError
 from dosmatgen.relax.references import ElementalReferences
 from dosmatgen.relax.result import RelaxResult
 
@@ -47,15 +48,40 @@ def formation_energy_per_atom(crystal: Crystal, total_energy: float, references:
     return float((total_energy - e_ref) / crystal.num_atoms)
 
 
+def elements_without_reference(elements: Iterable[int], references: ElementalReferences) -> list[int]:
+    """The atomic numbers among ``elements`` that get no elemental reference: outside the reference set (Z > 83)
+    or not supported by the references' MLFF."""
+    from dosmatgen.relax.references import reference_candidates
+
+    missing = []
+    for z in sorted({int(x) for x in elements}):
+        if z in references.known:
+            continue
+        try:
+            reference_candidates(z)
+        except InvalidRecordError:
+            missing.append(z)
+            continue
+        if z not in references.mlff.supported_elements:
+            missing.append(z)
+    return missing
+
+
 def formation_energies(results: Sequence[RelaxResult], references: ElementalReferences) -> list[tuple[float, float]]:
-    """(unrelaxed, relaxed) formation energies in eV/atom for each result; NaN where the energy is unknown.
+    """(unrelaxed, relaxed) formation energies in eV/atom for each result; NaN where the energy is unknown or a
+    structure holds an element without an elemental reference (see :func:`elements_without_reference`).
 
     All needed elements are computed in one batched reference relaxation first.
     """
-    references.ensure({int(z) for r in results if r.ok or np.isfinite(r.energy_initial) for z in r.initial.atomic_numbers})
+    wanted = {int(z) for r in results if r.ok or np.isfinite(r.energy_initial) for z in r.initial.atomic_numbers}
+    unavailable = set(elements_without_reference(wanted, references))
+    references.ensure(wanted - unavailable)
     mu = references.known
     out = []
     for r in results:
+        if unavailable & {int(z) for z in r.initial.atomic_numbers}:
+            out.append((float("nan"), float("nan")))
+            continue
         e0 = formation_energy_per_atom(r.initial, r.energy_initial, mu) if np.isfinite(r.energy_initial) else float("nan")
         e1 = formation_energy_per_atom(r.relaxed, r.energy_relaxed, mu) if r.ok else float("nan")
         out.append((e0, e1))

@@ -12,7 +12,8 @@ Units and shapes (B structures, n_i atoms in structure i):
   (positive = the cell wants to shrink; multiply by ``ase.units.GPa``'s inverse, 160.2177, for GPa).
 
 Backends are created by name with :func:`get_mlff` (used by configs and by ``--mlff``):
-``chgnet`` (default, weights in the wheel), ``orb`` (local checkpoint), ``emt`` and ``lj`` (analytic, tests).
+``chgnet`` (default, weights in the wheel), ``orb`` (local checkpoint), ``sevenn`` (optional extra, SevenNet-0
+weights in its wheel), ``emt`` and ``lj`` (analytic, tests).
 """
 
 from __future__ import annotations
@@ -144,6 +145,12 @@ def _orb(**opts: Any) -> MLFF:
     return OrbMLFF(**opts)
 
 
+def _sevenn(**opts: Any) -> MLFF:
+    from dosmatgen.relax.mlff_sevenn import SevenNetMLFF
+
+    return SevenNetMLFF(**opts)
+
+
 def _emt(**opts: Any) -> MLFF:
     from dosmatgen.relax.mlff_analytic import EMTMLFF
 
@@ -156,7 +163,7 @@ def _lj(**opts: Any) -> MLFF:
     return LennardJonesMLFF(**opts)
 
 
-for _name, _factory in {"chgnet": _chgnet, "orb": _orb, "emt": _emt, "lj": _lj}.items():
+for _name, _factory in {"chgnet": _chgnet, "orb": _orb, "sevenn": _sevenn, "emt": _emt, "lj": _lj}.items():
     register_mlff(_name, _factory)
 
 
@@ -165,7 +172,7 @@ def available_mlffs() -> list[str]:
 
 
 def get_mlff(name: str = DEFAULT_MLFF, **opts: Any) -> MLFF:
-    """Create a force field by name (``chgnet``, ``orb``, ``emt``, ``lj``) with backend options.
+    """Create a force field by name (``chgnet``, ``orb``, ``sevenn``, ``emt``, ``lj``) with backend options.
 
     Options are passed to the backend's constructor, e.g. ``get_mlff("orb", weights_path="orb-v2.ckpt")``
     or ``get_mlff("chgnet", device="cpu")``. Unknown names raise :class:`InvalidRecordError`.

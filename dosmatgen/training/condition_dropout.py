@@ -52,15 +52,30 @@ class ConditionDropoutConfig:
         return cls(**dict(d))
 
 
+@dataclass(frozen=True)
+class DropoutDraws:
+    """Uniforms in [0, 1) that decide the dropout of one batch, when they are drawn elsewhere (for example per
+    structure, see :mod:`dosmatgen.training.keyed_randomness`): ``crystal`` (B, 3) = (drop, partial, window)
+    decisions, ``keep_prob`` (B,) the per-crystal site-keep probability, ``site`` (N,) one draw per site, ``window``
+    (B, 2) the window's width and position."""
+
+    crystal: torch.Tensor
+    keep_prob: torch.Tensor
+    site: torch.Tensor
+    window: torch.Tensor
+
+
 def random_windows(
     num_crystals: int, grid: EnergyGrid, min_width: float, max_width: float,
-    generator: torch.Generator | None = None, device: torch.device | str = "cpu",
+    generator: torch.Generator | None = None, device: torch.device | str = "cpu", uniforms: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """(B, grid.n) float 0/1 masks of random windows [lo, hi] ⊂ [grid.emin, grid.emax] (widths in eV)."""
+    """(B, grid.n) float 0/1 masks of random windows [lo, hi] ⊂ [grid.emin, grid.emax] (widths in eV).
+
+    ``uniforms`` (B, 2) in [0, 1): pre-drawn (width, position) uniforms instead of draws from ``generator``."""
     span = grid.emax - grid.emin
     max_w = min(max_width, span)
     min_w = min(min_width, max_w)
-    u = torch.rand(num_crystals, 2, generator=generator, device=device, dtype=torch.float64)
+    u = torch.rand(num_crystals, 2, generator=generator, device=device, dtype=torch.float64) if uniforms is None else uniforms.double()
     width = min_w + (max_w - min_w) * u[:, 0]
     lo = grid.emin + (span - width) * u[:, 1]
     energies = torch.as_tensor(grid.energies, dtype=torch.float64, device=device)
@@ -76,6 +91,7 @@ def apply_condition_dropout(
     grid: EnergyGrid,
     config: ConditionDropoutConfig,
     generator: torch.Generator | None = None,
+    draws: "DropoutDraws | None" = None,
 ) -> DOSCondition:
     """Randomise a full training condition as described in the module docstring.
 
@@ -83,20 +99,24 @@ def apply_condition_dropout(
         cond: the full condition (site mode: rows are atoms; total mode: rows are crystals).
         batch: (N,) crystal index of each atom. num_crystals: B. mode: "site" or "total".
         grid: the energy grid of the condition's bins (SITE_GRID or TOTAL_GRID).
+        draws: pre-drawn uniforms (see :class:`DropoutDraws`); without them everything is drawn from ``generator``.
     Returns:
         A new DOSCondition with the randomised mask and window (the DOS values are unchanged).
     """
     device = cond.dos.device
-    draws = torch.rand(num_crystals, 3, generator=generator, device=device)
-    keep_crystal = (draws[:, 0] >= config.p_uncond).float()  # (B,)
-    use_window = draws[:, 2] < config.p_window  # (B,)
+    u = torch.rand(num_crystals, 3, generator=generator, device=device) if draws is None else draws.crystal.to(device)
+    keep_crystal = (u[:, 0] >= config.p_uncond).float()  # (B,)
+    use_window = u[:, 2] < config.p_window  # (B,)
 
     if mode == "site":
         mask = cond.mask * keep_crystal[batch]
-        partial = (draws[:, 1] < config.p_partial_sites) & (keep_crystal > 0)
+        partial = (u[:, 1] < config.p_partial_sites) & (keep_crystal > 0)
         if bool(partial.any()):
-            keep_prob = torch.rand(num_crystals, generator=generator, device=device)
-            site_u = torch.rand(batch.shape[0], generator=generator, device=device)
+            if draws is None:
+                keep_prob = torch.rand(num_crystals, generator=generator, device=device)
+                site_u = torch.rand(batch.shape[0], generator=generator, device=device)
+            else:
+                keep_prob, site_u = draws.keep_prob.to(device), draws.site.to(device)
             kept = site_u < keep_prob[batch]
             # guarantee a non-empty subset: the site with the smallest draw of each crystal is always kept
             first = torch.full((num_crystals,), 2.0, device=device).scatter_reduce(0, batch, site_u, "amin")
@@ -113,6 +133,7 @@ def apply_condition_dropout(
 
     window = cond.full_window()
     if bool(use_window.any()):
-        crystal_windows = random_windows(num_crystals, grid, config.min_width_ev, config.max_width_ev, generator, device)
+        crystal_windows = random_windows(num_crystals, grid, config.min_width_ev, config.max_width_ev, generator, device,
+                                         uniforms=None if draws is None else draws.window)
         window = torch.where(rows_window.unsqueeze(-1), window * crystal_windows[row_crystal].to(window.dtype), window)
     return DOSCondition(dos=cond.dos, mask=mask, window=window)

@@ -33,6 +33,9 @@ class TrainConfig:
     seed: int = 0
     val_seed: int = 12345
     max_batches_per_epoch: int = 0
+    #: draw t, noise and condition dropout per crystal from (seed, epoch, dataset index) instead of one generator
+    #: per batch, so that DDP on any number of workers reproduces a single-process run (keyed_randomness.py)
+    per_structure_noise: bool = False
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.batch_size < 1 or self.epochs < 1:

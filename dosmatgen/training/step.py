@@ -11,7 +11,8 @@ from dosmatgen.diffusion.process import JointDiffusion
 from dosmatgen.dos.grid import SITE_GRID, TOTAL_GRID, EnergyGrid
 from dosmatgen.model.conditioning import DOSCondition, condition_from_batch
 from dosmatgen.model.config import DenoiserConfig
-from dosmatgen.training.condition_dropout import ConditionDropoutConfig, apply_condition_dropout
+from dosmatgen.training.condition_dropout import ConditionDropoutConfig, DropoutDraws, apply_condition_dropout
+from dosmatgen.training.keyed_randomness import StepDraws
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -34,14 +35,16 @@ def training_condition(
     config: DenoiserConfig,
     dropout: ConditionDropoutConfig | None,
     generator: torch.Generator | None = None,
+    draws: DropoutDraws | None = None,
 ) -> DOSCondition | None:
     """The condition a training step feeds the model: the batch's full DOS, randomised by ``dropout``
-    (None = always the full condition)."""
+    (None = always the full condition) with uniforms from ``generator`` or the pre-drawn ``draws``."""
     cond = condition_from_batch(batch, config)
     if cond is None or dropout is None:
         return cond
     return apply_condition_dropout(
-        cond, batch.batch, int(batch.num_atoms.numel()), config.cond_mode, condition_grid(config), dropout, generator
+        cond, batch.batch, int(batch.num_atoms.numel()), config.cond_mode, condition_grid(config), dropout, generator,
+        draws=draws,
     )
 
 
@@ -56,6 +59,8 @@ def train_step(
     grad_clip_mode: str = "value",
     ema: nn.Module | None = None,
     generator: torch.Generator | None = None,
+    draws: StepDraws | None = None,
+    atom_scale: float = 1.0,
 ) -> dict[str, float]:
     """Forward, backward, clip, optimizer step and EMA update on one batch (already on the model's device).
 
@@ -66,14 +71,21 @@ def train_step(
             "norm" (global L2 norm). None or 0 disables clipping.
         ema: an ``AveragedModel`` updated after the step, or None.
         generator: the source of all randomness of the step (t, noise, condition dropout).
+        draws: t, noise and dropout uniforms drawn beforehand (per structure, see
+            :mod:`dosmatgen.training.keyed_randomness`); ``generator`` is then unused.
+        atom_scale: weight of the per-atom loss terms (data-parallel workers pass world × local atoms / global
+            atoms; see :func:`dosmatgen.diffusion.loss.joint_loss`).
     Returns:
         {"loss", "lattice", "coords", "types"} as floats (before the update).
     """
     model.train()
     config = unwrap(model).config
-    cond = training_condition(batch, config, dropout, generator)
+    cond = training_condition(batch, config, dropout, generator, None if draws is None else draws.dropout)
     optimizer.zero_grad(set_to_none=True)
-    terms = diffusion.training_loss(model, batch, cond=cond, generator=generator)
+    if draws is None:
+        terms = diffusion.training_loss(model, batch, cond=cond, generator=generator, atom_scale=atom_scale)
+    else:
+        terms = diffusion.training_loss(model, batch, cond=cond, t=draws.t, noise=draws.noise, atom_scale=atom_scale)
     terms.total.backward()
     if grad_clip:
         if grad_clip_mode == "value":

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -27,6 +27,7 @@ from dosmatgen.errors import CheckpointError
 from dosmatgen.model.cspnet import CSPNetDenoiser
 from dosmatgen.training.checkpoint import DenoiserCheckpoint, load_checkpoint, save_checkpoint, scalers_to_tensors
 from dosmatgen.training.config import RunConfig
+from dosmatgen.training.keyed_randomness import keyed_step_draws
 from dosmatgen.training.step import evaluate_loss, train_step
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,9 @@ def train(
     metrics: dict[str, Any] = {}
     for epoch in range(start_epoch, total_epochs + 1):
         t0 = time.perf_counter()
-        order = torch.randperm(len(train_dataset), generator=torch.Generator().manual_seed(tc.seed * 1_000_003 + epoch))
+        # the order torch's DistributedSampler(shuffle=True, seed=seed) gives for this epoch, so that a Ray Train run
+        # (cluster/ray_train.py) sees the same global batches as this single process
+        order = torch.randperm(len(train_dataset), generator=torch.Generator().manual_seed(tc.seed + epoch))
         loader = DataLoader(train_dataset, batch_size=tc.batch_size, sampler=order.tolist())
         sums: dict[str, float] = {}
         seen = 0
@@ -146,10 +149,11 @@ def train(
             if tc.max_batches_per_epoch and i >= tc.max_batches_per_epoch:
                 break
             batch = batch.to(device)
+            draws = keyed_step_draws(diffusion, batch, tc.seed, epoch) if tc.per_structure_noise else None
             terms = train_step(
                 model, diffusion, batch, optimizer,
                 dropout=config.conditioning, grad_clip=tc.grad_clip, grad_clip_mode=tc.grad_clip_mode,
-                ema=ema, generator=generator,
+                ema=ema, generator=generator, draws=draws,
             )
             b = int(batch.num_atoms.numel())
             for k, v in terms.items():
@@ -180,7 +184,7 @@ def train(
             diffusion_config=config.diffusion,
             model_state=model.state_dict(),
             conditioning=config.conditioning.to_dict(),
-            training=config.training.to_dict(),
+            training={**config.training.to_dict(), "data": asdict(config.data)},  # the splits travel with the weights
             ema_state=ema.state_dict() if ema is not None else None,
             optimizer_state=optimizer.state_dict(),
             scheduler_state=scheduler.state_dict(),
