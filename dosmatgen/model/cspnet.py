@@ -8,11 +8,10 @@ import torch
 from torch import nn
 from torch_geometric.utils import scatter
 
+from dosmatgen.model.backbone import csp_layers, run_csp_layers
 from dosmatgen.model.conditioning import DOSCondition
 from dosmatgen.model.config import DenoiserConfig
-from dosmatgen.model.edges import fully_connected_edges
 from dosmatgen.model.embeddings import FractionalFourierFeatures, SinusoidalTimeEmbedding
-from dosmatgen.model.layers import CSPLayer
 
 
 @dataclass(frozen=True)
@@ -54,9 +53,7 @@ class CSPNetDenoiser(nn.Module):
             in_dim = config.cond_dim * (2 if config.window_channel else 1)
             self.cond_projection = nn.Linear(in_dim, h)
         self.input_mixer = nn.Linear(h + config.time_dim, h)
-        self.layers = nn.ModuleList(
-            [CSPLayer(h, self.fourier.out_dim, config.layer_norm) for _ in range(config.num_layers)]
-        )
+        self.layers = csp_layers(h, self.fourier, config.num_layers, config.layer_norm)
         self.final_norm = nn.LayerNorm(h) if config.layer_norm else nn.Identity()
         self.coord_head = nn.Linear(h, 3, bias=False)
         self.lattice_head = nn.Linear(h, 9, bias=False)
@@ -101,8 +98,6 @@ class CSPNetDenoiser(nn.Module):
         num_crystals = lattice.shape[0]
         if num_atoms is None:
             num_atoms = torch.bincount(batch, minlength=num_crystals)
-        edge_index, edge_crystal = fully_connected_edges(num_atoms)
-
         h = self.type_embedding(atom_types)
         if cond is not None:
             if self.cond_projection is None:
@@ -111,12 +106,7 @@ class CSPNetDenoiser(nn.Module):
         t_emb = self.time_embedding(t.reshape(-1))[batch]
         h = self.input_mixer(torch.cat([h, t_emb], dim=-1))
 
-        lattice_ip = (lattice @ lattice.transpose(-1, -2)).reshape(num_crystals, 9)
-        src, dst = edge_index
-        fourier = self.fourier(frac_coords[dst] - frac_coords[src])
-        for layer in self.layers:
-            h = layer(h, edge_index, edge_crystal, lattice_ip, fourier)
-        h = self.final_norm(h)
+        h = self.final_norm(run_csp_layers(self.layers, self.fourier, h, frac_coords, lattice, num_atoms))
 
         pooled = scatter(h, batch, dim=0, dim_size=num_crystals, reduce="mean")
         lattice_map = self.lattice_head(pooled).reshape(num_crystals, 3, 3)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dosmatgen.model.edges import fully_connected_edges
+from dosmatgen.model.backbone import csp_layers, run_csp_layers
 from dosmatgen.model.embeddings import FractionalFourierFeatures, SinusoidalTimeEmbedding
-from dosmatgen.model.layers import CSPLayer
 from dosmatgen.regressor.config import RegressorConfig
 
 
@@ -26,7 +25,7 @@ class NoisyDOSRegressor(nn.Module):
         self.time_embedding = SinusoidalTimeEmbedding(config.time_dim)
         self.fourier = FractionalFourierFeatures(config.num_freqs)
         self.input_mixer = nn.Linear(h + config.time_dim, h)
-        self.layers = nn.ModuleList([CSPLayer(h, self.fourier.out_dim, config.layer_norm) for _ in range(config.num_layers)])
+        self.layers = csp_layers(h, self.fourier, config.num_layers, config.layer_norm)
         self.final_norm = nn.LayerNorm(h) if config.layer_norm else nn.Identity()
         self.head = nn.Linear(h, config.out_dim)
 
@@ -44,12 +43,7 @@ class NoisyDOSRegressor(nn.Module):
         b = lattice.shape[0]
         if num_atoms is None:
             num_atoms = torch.bincount(batch, minlength=b)
-        edge_index, edge_crystal = fully_connected_edges(num_atoms)
         h = self.type_embedding(atom_types)
         h = self.input_mixer(torch.cat([h, self.time_embedding(t.reshape(-1))[batch]], dim=-1))
-        lattice_ip = (lattice @ lattice.transpose(-1, -2)).reshape(b, 9)
-        src, dst = edge_index
-        fourier = self.fourier(frac_coords[dst] - frac_coords[src])
-        for layer in self.layers:
-            h = layer(h, edge_index, edge_crystal, lattice_ip, fourier)
+        h = run_csp_layers(self.layers, self.fourier, h, frac_coords, lattice, num_atoms)
         return self.head(self.final_norm(h))

@@ -6,9 +6,8 @@ import torch
 from torch import nn
 from torch_geometric.utils import scatter
 
-from dosmatgen.model.edges import fully_connected_edges
+from dosmatgen.model.backbone import csp_layers, run_csp_layers
 from dosmatgen.model.embeddings import FractionalFourierFeatures
-from dosmatgen.model.layers import CSPLayer
 from dosmatgen.surrogate.config import SurrogateConfig
 
 
@@ -32,7 +31,7 @@ class DOSSurrogate(nn.Module):
         h = config.hidden_dim
         self.type_embedding = nn.Linear(config.num_classes, h)
         self.fourier = FractionalFourierFeatures(config.num_freqs)
-        self.layers = nn.ModuleList([CSPLayer(h, self.fourier.out_dim, config.layer_norm) for _ in range(config.num_layers)])
+        self.layers = csp_layers(h, self.fourier, config.num_layers, config.layer_norm)
         self.final_norm = nn.LayerNorm(h) if config.layer_norm else nn.Identity()
         self.head = nn.Linear(h, config.out_dim)
 
@@ -59,15 +58,9 @@ class DOSSurrogate(nn.Module):
         num_crystals = lattice.shape[0]
         if num_atoms is None:
             num_atoms = torch.bincount(batch, minlength=num_crystals)
-        edge_index, edge_crystal = fully_connected_edges(num_atoms)
         one_hot = nn.functional.one_hot(atom_types.long() - 1, self.config.num_classes).to(lattice.dtype)
         h = self.type_embedding(one_hot)
-        lattice_ip = (lattice @ lattice.transpose(-1, -2)).reshape(num_crystals, 9)
-        src, dst = edge_index
-        fourier = self.fourier(frac_coords[dst] - frac_coords[src])
-        for layer in self.layers:
-            h = layer(h, edge_index, edge_crystal, lattice_ip, fourier)
-        h = self.final_norm(h)
+        h = self.final_norm(run_csp_layers(self.layers, self.fourier, h, frac_coords, lattice, num_atoms))
         if self.config.target == "total":
             h = scatter(h, batch, dim=0, dim_size=num_crystals, reduce="mean")
         return self.head(h)
