@@ -88,7 +88,7 @@ def test_cli_end_to_end_writes_metrics_tables_and_report(world, tmp_path, capsys
     assert p["regressor"]["sha256"] == file_sha256(world["regressor"])
     assert p["software"]["dosmatgen"] and report["timing"]["total_s"] > 0
     assert report["hygiene"]["models"]["denoiser"]["train_split"] == "train"
-    assert report["hygiene"]["models"]["denoiser"]["source"].endswith("config.yaml")
+    assert report["hygiene"]["models"]["denoiser"]["source"] == "checkpoint"  # recorded in the checkpoint itself
     assert report["conditioning_set"]["n_selected"] == 3 and report["conditioning_set"]["n_available"] == 7
     assert report["paper"]["structure_match"]["cfg"]["200"] == pytest.approx(0.816)
     for g in ("cfg", "classifier", "none"):
