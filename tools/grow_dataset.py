@@ -11,7 +11,8 @@ Candidates, at most 8 atoms, elements with Z <= 83, no Tc or Pm, La as the only 
   cubic perovskite, with charge-balanced or intermetallic element choices (see ``prototype_specs``).
 
 Ids already in dos-gpaw-v1 (or in its failures.jsonl) are left out; prototypes are also matched regardless of
-the order of the elements in the id (``B2-AlZn`` = ``B2-ZnAl``). Candidates run smallest cells first.
+the order of the elements in the id (``B2-AlZn`` = ``B2-ZnAl``). Candidates run smallest cells first, the perov_5
+rows last (see ``order_candidates``).
 
 Everything lands in OUT (default /work/grow/gpaw-v2, outside the repository) through
 ``dosmatgen.dft.compute.compute_dos_dataset``: ``records/<id>.npz``, ``failures.jsonl``, ``work/<id>/``.
@@ -110,7 +111,47 @@ def build_prototype(kind: str, elements: tuple[str, ...]) -> tuple[str, Crystal]
         a = max(2 * (_radius(b_el) + _radius(x_el)), np.sqrt(2) * (_radius(a_el) + _radius(x_el)))
         frac = [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0, 0], [0, 0.5, 0], [0, 0, 0.5]]
         return f"perovskite-{a_el}{b_el}{x_el}3", Crystal([Z[b_el], Z[a_el]] + [Z[x_el]] * 3, frac, a * np.eye(3))
+    if kind == "A15":  # A3B (Cr3Si / Nb3Sn), Pm-3n: B (0,0,0),(1/2,1/2,1/2); A chains on the faces; A-B = a*sqrt(5)/4
+        a_el, b_el = elements
+        a = 4 * (_radius(a_el) + _radius(b_el)) / np.sqrt(5)
+        frac = [[0, 0, 0], [0.5, 0.5, 0.5], [0.25, 0, 0.5], [0.75, 0, 0.5], [0.5, 0.25, 0], [0.5, 0.75, 0],
+                [0, 0.5, 0.25], [0, 0.5, 0.75]]  # fmt: skip
+        return f"A15-{a_el}3{b_el}", Crystal([Z[b_el]] * 2 + [Z[a_el]] * 6, frac, a * np.eye(3))
+    if kind == "cuprite":  # A2X (Cu2O), Pn-3m: X (0,0,0),(1/2,1/2,1/2); A at the four (1/4,1/4,1/4)-type sites
+        a_el, x_el = elements
+        a = 4 * (_radius(a_el) + _radius(x_el)) / np.sqrt(3)
+        frac = [[0, 0, 0], [0.5, 0.5, 0.5], [0.25, 0.25, 0.25], [0.75, 0.75, 0.25], [0.75, 0.25, 0.75], [0.25, 0.75, 0.75]]
+        return f"cuprite-{a_el}2{x_el}", Crystal([Z[x_el]] * 2 + [Z[a_el]] * 4, frac, a * np.eye(3))
+    if kind == "C15":  # AB2 Laves (MgCu2), Fd-3m origin 2: A 8a (1/8,1/8,1/8), B 16d (1/2,1/2,1/2); A-B = a*sqrt(11)/8
+        a_el, b_el = elements
+        a = 8 * (_radius(a_el) + _radius(b_el)) / np.sqrt(11)
+        return f"C15-{a_el}{b_el}2", _spacegroup_primitive([a_el, b_el], [(1 / 8,) * 3, (0.5,) * 3], 227, [a] * 3 + [90] * 3,
+                                                           setting=2)
+    if kind == "2H":  # MX2 (2H-MoS2), P6_3/mmc: M 2c (1/3,2/3,1/4), X 4f (1/3,2/3,0.621); M-X ~ r_M + r_X
+        m_el, x_el = elements
+        d = _radius(m_el) + _radius(x_el)
+        a, c = 1.32 * d, 5.1 * d
+        return f"2H-{m_el}{x_el}2", _spacegroup_primitive([m_el, x_el], [(1 / 3, 2 / 3, 0.25), (1 / 3, 2 / 3, 0.621)], 194,
+                                                           [a, a, c, 90, 90, 120])  # fmt: skip
+    if kind == "K2NiF4":  # A2BX4 (Ruddlesden-Popper n=1), I4/mmm: B 2a, A 4e z=0.355, X 4c and 4e z=0.155
+        a_el, b_el, x_el = elements
+        a = 2 * (_radius(b_el) + _radius(x_el))
+        return (f"K2NiF4-{a_el}2{b_el}{x_el}4",
+                _spacegroup_primitive([b_el, a_el, x_el, x_el], [(0, 0, 0), (0, 0, 0.355), (0, 0.5, 0), (0, 0, 0.155)], 139,
+                                      [a, a, 3.3 * a, 90, 90, 90]))  # fmt: skip
     raise ValueError(kind)
+
+
+def _spacegroup_primitive(symbols: list[str], basis: list[tuple[float, ...]], spacegroup: int, cellpar: list[float],
+                          setting: int = 1) -> Crystal:
+    """The primitive cell of a structure given by Wyckoff positions (ASE's spacegroup module, then pymatgen);
+    ``setting`` 2 is origin choice 2 of the centrosymmetric groups."""
+    from ase.spacegroup import crystal as sg_crystal
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    atoms = sg_crystal(symbols, basis=basis, spacegroup=spacegroup, cellpar=cellpar, setting=setting)
+    primitive = AseAtomsAdaptor.get_structure(atoms).get_primitive_structure()
+    return Crystal.from_pymatgen(primitive)
 
 
 def prototype_specs() -> list[tuple[str, tuple[str, ...]]]:
@@ -146,6 +187,17 @@ def prototype_specs() -> list[tuple[str, tuple[str, ...]]]:
     specs += [("perovskite", (a, b, "O")) for a in ("Na", "K", "Rb") for b in ("Nb", "Ta", "V", "Sb")]
     specs += [("perovskite", (a, b, x)) for a in ("K", "Rb", "Cs") for b in ("Mg", "Ca", "Mn", "Fe", "Co", "Ni", "Zn",
               "Cd", "Ge", "Sn", "Pb") for x in ("F", "Cl", "Br", "I")]  # fmt: skip
+    # larger primitive cells (6-8 atoms): the dataset has few of them, and the model samples 4-8 atoms
+    a15_a = ("Nb", "V", "Ti", "Cr", "Mo", "Ta", "Zr")
+    a15_b = ("Sn", "Ge", "Si", "Al", "Ga", "In", "Au", "Pt", "Ir", "Os", "Sb", "As")
+    specs += [("A15", (a, b)) for a in a15_a for b in a15_b]
+    specs += [("C15", (a, b)) for a in ("Mg", "Ca", "Zr", "Hf", "Ti", "Nb", "Ta", "Sc", "Y", "La")
+              for b in ("Al", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "V", "Mo", "W", "Zn")]  # fmt: skip
+    specs += [("cuprite", (a, x)) for a in ("Cu", "Ag") for x in ("O", "S", "Se")]
+    specs += [("2H", (m, x)) for m in ("Mo", "W", "Nb", "Ta") for x in ("S", "Se", "Te")]
+    specs += [("K2NiF4", (a, b, "O")) for a in ("Sr", "Ba", "Ca") for b in ("Ti", "Zr", "Hf", "Sn", "Ru", "Ir", "Mo")]
+    specs += [("K2NiF4", ("La", b, "O")) for b in ("Ni", "Co", "Cu")]
+    specs += [("K2NiF4", ("K", b, "F")) for b in ("Ni", "Mg", "Zn", "Co")]
     return specs
 
 
@@ -242,24 +294,55 @@ def assemble_candidates(shared: Path, log) -> list[dict[str, Any]]:
             why["perovskite already among the perov_5 rows"] += 1
         else:
             add(id, PROTOTYPE_SOURCE, crystal, True)
-    # smallest cells first; within one size, sources take turns so every kind of chemistry advances together
-    rank: Counter = Counter()
-    keyed = []
-    for e in sorted(out, key=lambda e: (e["n_atoms"], e["id"])):
-        group = (e["n_atoms"], e["source"], e["id"].split("-")[0])
-        keyed.append(((e["n_atoms"], rank[group], e["source"], e["id"]), e))
-        rank[group] += 1
-    out = [e for _, e in sorted(keyed, key=lambda t: t[0])]
+    out = order_candidates(out)
     log(f"{len(out)} candidates; left out: {dict(why)}")
     return out
 
 
+def order_candidates(cands: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Prototypes and MatterGen structures first, smallest cells first; the ~7,000 perov_5 rows (all 5 atoms, a
+    family dos-gpaw-v1 already holds) last. Within one size, sources and families take turns, so every kind of
+    chemistry advances together."""
+    rank: Counter = Counter()
+    keyed = []
+    for e in sorted(cands, key=lambda e: (e["n_atoms"], e["id"])):
+        group = (e["n_atoms"], e["source"], e["id"].split("-")[0])
+        last = e["source"] == "cdvae-perov_5"
+        keyed.append(((last, e["n_atoms"], rank[group], e["source"], e["id"]), e))
+        rank[group] += 1
+    return [e for _, e in sorted(keyed, key=lambda t: t[0])]
+
+
+def new_prototype_candidates(known: set[str], shared: Path) -> list[dict[str, Any]]:
+    """Prototype candidates of ``prototype_specs()`` that are neither in ``known`` ids nor in dos-gpaw-v1."""
+    have = existing_ids(shared)
+    have_protos = {k for k in map(prototype_key, have | known) if k}
+    out = []
+    for kind, elements in prototype_specs():
+        id, crystal = build_prototype(kind, elements)
+        if id in known or id in have or prototype_key(id) in have_protos:
+            continue
+        if crystal.num_atoms <= MAX_ATOMS and allowed(crystal.atomic_numbers) and kind != "perovskite":
+            out.append(_crystal_entry(id, PROTOTYPE_SOURCE, crystal, True))
+    return out
+
+
 def load_or_build_candidates(out_dir: Path, shared: Path, log) -> list[dict[str, Any]]:
+    """The candidate list of ``out_dir`` (built once); prototypes added to ``prototype_specs`` since are merged in,
+    and the list is put in :func:`order_candidates` order."""
     path = out_dir / "candidates.json"
     if path.exists():
-        return json.loads(path.read_text())
-    cands = assemble_candidates(shared, log)
-    tmp = path.with_name(".candidates.json.tmp")
+        cands = json.loads(path.read_text())
+        added = new_prototype_candidates({c["id"] for c in cands}, shared)
+        if added:
+            log(f"{len(added)} new prototype candidates: {dict(Counter(c['id'].split('-')[0] for c in added))}")
+        ordered = order_candidates(cands + added)
+        if [c["id"] for c in ordered] == [c["id"] for c in cands]:
+            return cands
+        cands = ordered
+    else:
+        cands = assemble_candidates(shared, log)
+    tmp = path.with_name(f".candidates.json.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(cands))
     os.replace(tmp, path)
     return cands
