@@ -11,8 +11,8 @@ Candidates, at most 8 atoms, elements with Z <= 83, no Tc or Pm, La as the only 
   cubic perovskite, with charge-balanced or intermetallic element choices (see ``prototype_specs``).
 
 Ids already in dos-gpaw-v1 (or in its failures.jsonl) are left out; prototypes are also matched regardless of
-the order of the elements in the id (``B2-AlZn`` = ``B2-ZnAl``). Candidates run smallest cells first, the perov_5
-rows last (see ``order_candidates``).
+the order of the elements in the id (``B2-AlZn`` = ``B2-ZnAl``). Candidates of 6-8 atoms run first, then the
+others smallest cells first, the perov_5 rows last (see ``order_candidates``).
 
 Everything lands in OUT (default /work/grow/gpaw-v2, outside the repository) through
 ``dosmatgen.dft.compute.compute_dos_dataset``: ``records/<id>.npz``, ``failures.jsonl``, ``work/<id>/``.
@@ -300,15 +300,16 @@ def assemble_candidates(shared: Path, log) -> list[dict[str, Any]]:
 
 
 def order_candidates(cands: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Prototypes and MatterGen structures first, smallest cells first; the ~7,000 perov_5 rows (all 5 atoms, a
-    family dos-gpaw-v1 already holds) last. Within one size, sources and families take turns, so every kind of
-    chemistry advances together."""
+    """Cells of 6-8 atoms first (dos-gpaw-v1's train split has 22 of them, and the model samples 4-8 atoms), then
+    prototypes and MatterGen structures smallest cells first, and the ~7,000 perov_5 rows (all 5 atoms, a family
+    dos-gpaw-v1 already holds) last. Within one size, sources and families take turns, so every kind of chemistry
+    advances together."""
     rank: Counter = Counter()
     keyed = []
     for e in sorted(cands, key=lambda e: (e["n_atoms"], e["id"])):
         group = (e["n_atoms"], e["source"], e["id"].split("-")[0])
-        last = e["source"] == "cdvae-perov_5"
-        keyed.append(((last, e["n_atoms"], rank[group], e["source"], e["id"]), e))
+        tier = 0 if e["n_atoms"] >= 6 else (2 if e["source"] == "cdvae-perov_5" else 1)
+        keyed.append(((tier, e["n_atoms"], rank[group], e["source"], e["id"]), e))
         rank[group] += 1
     return [e for _, e in sorted(keyed, key=lambda t: t[0])]
 
