@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "dosmatgen.cli.relax",
     "dosmatgen.cli.rank",
     "dosmatgen.cli.dft",
+    "dosmatgen.cli.doctor",
 ]
 
 

@@ -1,0 +1,40 @@
+"""``dosmatgen doctor``: one line per component, JSON output, exit status from the core only."""
+
+from __future__ import annotations
+
+import json
+
+from dosmatgen.cli.main import main
+
+
+def _checks(capsys, *args):
+    rc = main(["doctor", "--json", *args])
+    report = json.loads(capsys.readouterr().out)
+    return rc, report, {c["name"]: c for c in report["checks"]}
+
+
+def test_doctor_reports_every_component(capsys):
+    rc, report, checks = _checks(capsys)
+    assert rc == 0 and report["core_ok"] is True
+    assert {"torch", "bundled data and models", "CHGNet (default MLFF)", "SevenNet", "Orb (paper's MLFF)",
+            "GPAW (local DFT)", "Ray (+ dashboard)", "Dask distributed", "submitit", "mpi4py"} <= set(checks)
+    assert all(c["status"] in ("ok", "missing", "error") for c in checks.values())
+    assert checks["bundled data and models"]["status"] == "ok" and "811 structures" in checks["bundled data and models"]["detail"]
+    assert checks["CHGNet (default MLFF)"]["status"] == "ok"  # the default MLFF works offline
+    # Orb weights never ship: the line says how to supply them
+    assert checks["Orb (paper's MLFF)"]["status"] == "missing" and "--mlff-weights" in checks["Orb (paper's MLFF)"]["detail"]
+
+
+def test_doctor_checks_given_orb_weights_and_a_broken_core(capsys, tmp_path, monkeypatch):
+    rc, _, checks = _checks(capsys, "--orb-weights", str(tmp_path / "orb-v2.ckpt"))
+    assert rc == 0  # an optional piece failing does not fail the doctor
+    assert checks["Orb (paper's MLFF)"]["status"] == "error" and "does not exist" in checks["Orb (paper's MLFF)"]["detail"]
+
+    import dosmatgen.data.bundled as bundled
+
+    monkeypatch.setattr(bundled, "bundled_dataset_path", lambda: tmp_path / "missing.zarr")
+    rc, report, checks = _checks(capsys)
+    assert rc == 1 and report["core_ok"] is False
+    assert checks["bundled data and models"]["status"] == "error" and checks["bundled data and models"]["required"]
+    main(["doctor"])
+    assert "core: BROKEN" in capsys.readouterr().out
