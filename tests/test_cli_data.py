@@ -139,3 +139,17 @@ def test_build_real_gpaw_subset_and_csv(tmp_path, capsys):
     assert set(np.unique(csv_store.num_atoms)) == {5}  # perov_5: five atoms per cell
     assert main(["data", "info", str(csv_out)]) == 0
     assert "structures only" in capsys.readouterr().out
+
+
+def test_output_piped_into_head_is_not_an_error():
+    """``dosmatgen data info STORE | true``: the reader is gone before the first write (``true`` exits at once,
+    Python takes a second to start); no traceback, exit 0 (before the fix: BrokenPipeError, exit 1)."""
+    import subprocess
+    import sys
+
+    from dosmatgen.data.bundled import bundled_dataset_path
+
+    cmd = f"'{sys.executable}' -m dosmatgen.cli.main data info '{bundled_dataset_path()}' | true"
+    proc = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr

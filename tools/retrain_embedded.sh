@@ -1,0 +1,54 @@
+#!/bin/bash
+# Maintainer tool (issue 7): build the grown GPAW store and retrain the three embedded models on it, then evaluate.
+# Long (about 2 hours on 2 cores): run it in the background; every step resumes or is skipped when its output exists.
+#
+#   nohup nice -n 5 tools/retrain_embedded.sh V1_DIR GROWN_DIR OUT > OUT.log 2>&1 &
+#
+#   V1_DIR     the dos-gpaw-v1 dataset folder (dataset.npz; a maintainer copy of ../shared/data/dos-gpaw-v1)
+#   GROWN_DIR  tools/grow_dataset.py's output folder (records/ and worker-*/records/), or data/gpaw-v2 after
+#              unpacking its archives
+#   OUT        where the store, the runs and the evaluation go
+#
+# Then copy OUT/small/best.pt, OUT/surrogate/surrogate.pt and OUT/regressor/best.pt over the bundled checkpoints
+# (dosmatgen/resources/checkpoints/), the store over dosmatgen/resources/data/, and update docs/embedded-models.md
+# and the evaluation report from OUT/evaluate/ with the numbers as they come.
+set -euo pipefail
+V1="${1:?usage: tools/retrain_embedded.sh V1_DIR GROWN_DIR OUT}"
+GROWN="${2:?GROWN_DIR}"
+OUT="${3:?OUT}"
+cd "$(dirname "$0")/.."
+mkdir -p "$OUT"
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+STORE="$OUT/gpaw-v2.zarr"
+step() { echo "[$(date '+%F %T')] $*"; }
+
+inputs=("$V1" "$GROWN")
+for w in "$GROWN"/worker-*; do [ -d "$w" ] && inputs+=("$w"); done
+if [ ! -d "$STORE" ]; then
+  step "build $STORE from ${inputs[*]}"
+  dosmatgen data build --source gpaw "${inputs[@]}" --out "$STORE" --no-progress
+fi
+dosmatgen data info "$STORE" > "$OUT/store-info.txt" && head -20 "$OUT/store-info.txt"
+
+resume=(); [ -f "$OUT/small/last.pt" ] && resume=(--resume)
+step "denoiser (configs/model/small.yaml)"
+dosmatgen train --config configs/model/small.yaml --data "$STORE" --out "$OUT/small" --epochs "${DENOISER_EPOCHS:-1000}" \
+  --no-progress "${resume[@]}" || [ -f "$OUT/small/best.pt" ]
+
+if [ ! -f "$OUT/surrogate/surrogate.pt" ]; then
+  step "surrogate (configs/surrogate/small-cpu.yaml)"
+  dosmatgen surrogate train --data "$STORE" --out "$OUT/surrogate" --config configs/surrogate/small-cpu.yaml \
+    --max-minutes "${SURROGATE_MINUTES:-45}"
+fi
+
+if [ ! -f "$OUT/regressor/best.pt" ]; then
+  step "regressor (configs/model/regressor_small.yaml)"
+  dosmatgen train-regressor --config configs/model/regressor_small.yaml --data "$STORE" --out "$OUT/regressor" \
+    --epochs "${REGRESSOR_EPOCHS:-800}"
+fi
+
+step "evaluate on the test split"
+dosmatgen surrogate evaluate --checkpoint "$OUT/surrogate/surrogate.pt" --data "$STORE" --split test --out "$OUT/surrogate.test.json"
+dosmatgen evaluate --checkpoint "$OUT/small/best.pt" --data "$STORE" --surrogate "$OUT/surrogate/surrogate.pt" \
+  --regressor "$OUT/regressor/best.pt" --split test --limit "${EVAL_LIMIT:-64}" --out "$OUT/evaluate"
+step "done"
