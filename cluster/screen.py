@@ -19,6 +19,7 @@ from dosmatgen.errors import DosmatgenError
 from dosmatgen.runstore import RunStore
 from dosmatgen.screen.config import ScreenConfig, load_screen_config
 from dosmatgen.screen.stages import dft_slot, rank_shard, relax_shard, resolve_callable, sample_shard, select_top_k
+from dosmatgen.screen.library_stages import site_dos_predictor
 from dosmatgen.screen.summary import format_summary, write_summary
 from dosmatgen.screen.targets import run_layout, target_plans
 
@@ -146,7 +147,7 @@ def run_screen(config: str | Path, *, resume: bool = False, overrides: dict[str,
         if stop_after == name:
             return {"stages": stages, "summary": None, "store": str(store.root)}
     stages["dft"] = stage_dft(cfg, store, progress, wait_dft)
-    summary = write_summary(store)
+    summary = write_summary(store, predict_site_dos=site_dos_predictor(cfg.rank.loader, dict(cfg.rank.options)))
     summary["dft_waiting_on_scheduler"] = bool(stages["dft"].get("waiting_on_scheduler"))
     print(format_summary(summary))
     if summary["dft_waiting_on_scheduler"]:

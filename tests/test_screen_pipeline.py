@@ -123,3 +123,33 @@ def test_cli_reports_bad_config_in_one_line_without_importing_ray(tmp_path):
     code = "import sys; from dosmatgen.cli.main import build_parser; build_parser(); print(sorted(m for m in ('ray','dask','submitit','cluster') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "[]"
+
+
+def test_summary_draws_target_surrogate_dft_per_checked_candidate(tmp_path):
+    """With the ranking surrogate at hand the summary adds the paper's Fig. 8 for every DFT-checked candidate."""
+    from dosmatgen.dos.grid import SITE_GRID
+    from dosmatgen.screen.library_stages import site_dos_predictor
+    from dosmatgen.screen.summary import write_summary
+
+    targets = [{"id": "ni", "target": "target-Au3Ni", "site": 0, "num_atoms": [2, 3], "candidates_per_num_atoms": 3}]
+    cfg = write_config(tmp_path / "c.yaml", tmp_path / "run", targets=targets)
+    run_screen(cfg, progress=False)
+    store = RunStore.open(tmp_path / "run")
+    calls = []
+
+    def fake_surrogate(crystal):
+        calls.append(crystal.formula)
+        return np.full((crystal.num_atoms, SITE_GRID.n), 0.5)
+
+    summary = write_summary(store, predict_site_dos=fake_surrogate)
+    done = store.manifest.done_units("dft", "ni")
+    assert len(done) == 2 and len(calls) == 2
+    comparisons = [p for p in summary["plots"] if p.startswith("comparisons/")]
+    assert sorted(comparisons) == ["comparisons/ni_1.png", "comparisons/ni_2.png"]
+    assert all((tmp_path / "run" / "summary" / p).stat().st_size > 0 for p in comparisons)
+    # the predictor comes from the rank stage's surrogate, and only from it
+    assert site_dos_predictor("dosmatgen.screen.baseline:load_formation_energy_scorer", {}) is None
+    predict = site_dos_predictor("dosmatgen.screen.library_stages:load_surrogate_scorer",
+                                 {"checkpoint": "bundled:surrogate-small", "site": 0})
+    crystal = store.target("ni").read_crystals("relax")[int(store.target("ni").selection()[0][0])]
+    assert predict(crystal).shape == (crystal.num_atoms, SITE_GRID.n)

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -127,3 +127,14 @@ class SurrogateScorer:
 
 def load_surrogate_scorer(checkpoint: str, site: int = 0, device: str = "cpu") -> SurrogateScorer:
     return SurrogateScorer(checkpoint, site, device)
+
+
+def site_dos_predictor(rank_loader: str, options: dict[str, Any]) -> Callable[[Crystal], np.ndarray] | None:
+    """``crystal -> (n_atoms, 400) site DOS, states/eV`` from the surrogate the rank stage scores with, or None when
+    the run ranks with something else (the summary then has no surrogate curve to draw)."""
+    if not str(rank_loader).endswith(":load_surrogate_scorer") or "checkpoint" not in options:
+        return None
+    from dosmatgen.surrogate.predict import SurrogatePredictor
+
+    predictor = SurrogatePredictor.from_checkpoint(options["checkpoint"], device=options.get("device", "cpu"))
+    return lambda crystal: predictor.predict([crystal])[0]

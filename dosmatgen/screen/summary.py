@@ -3,7 +3,8 @@
 Writes into ``<run>/summary/``: ``summary.json`` (counts), ``ranked.csv`` and ``ranked.md`` (one row per selected
 candidate), ``cifs/`` (the relaxed selected candidates),
 ``formation_energy_hist.png`` and ``dos_overlay_<target>.png`` (target site DOS vs. DFT site DOS of the
-conditioned site of each DFT-validated candidate, on SITE_GRID, states/eV).
+conditioned site of each DFT-validated candidate, on SITE_GRID, states/eV), and, when the run ranks with the
+DOS surrogate, ``comparisons/<target>_<rank>.png``: target vs surrogate vs DFT per DFT-checked candidate (Fig. 8).
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
+from dosmatgen.crystal import Crystal
 from dosmatgen.dos.grid import SITE_GRID
 from dosmatgen.runstore import RunStore, describe_flags
 
@@ -123,8 +125,40 @@ def _site_dos_on_site_grid(store: RunStore, t, k: int, site: int) -> np.ndarray:
     return site_features_from_arrays(t.layout.dos_grid.energies, values[None, :])[0]
 
 
-def write_summary(store: RunStore, out_dir: str | Path | None = None) -> dict[str, Any]:
-    """Write the summary files and return the summary dict."""
+def write_comparisons(store: RunStore, out: Path, predict_site_dos: Callable[[Crystal], np.ndarray]) -> list[str]:
+    """The paper's Fig. 8 for every DFT-checked candidate: target vs surrogate vs DFT DOS of the conditioned site,
+    on the target's grid in states/eV. ``predict_site_dos(crystal)`` gives (n_atoms, 400) states/eV.
+    Files ``comparisons/<target>_<rank>.png`` (and .svg); returns their names relative to ``out``."""
+    from dosmatgen.plots.surrogate_comparison import plot_target_surrogate_dft
+
+    names = []
+    (out / "comparisons").mkdir(parents=True, exist_ok=True)
+    for t in store.targets():
+        cond = t.conditioning()
+        if cond is None:
+            continue
+        site = int(t.metadata.get("site", 0))
+        rows, _ = t.selection()
+        S = t.layout.shard_size
+        for k in sorted(int(x) for x in store.manifest.done_units("dft", t.id)):
+            row = int(rows[k])
+            crystal = t.read_crystals("relax", row // S)[row % S]
+            if crystal is None or site >= crystal.num_atoms:
+                continue
+            surrogate = np.asarray(predict_site_dos(crystal), dtype=np.float64)[site]
+            dft = _site_dos_on_site_grid(store, t, k, site)
+            title = f"{t.id} #{k + 1}: {crystal.formula}, site {site} ({crystal.symbols[site]})"
+            paths = plot_target_surrogate_dft(np.asarray(cond, dtype=np.float64), surrogate, dft,
+                                              out / "comparisons" / f"{t.id}_{k + 1}.png", title=title)
+            names.extend(str(Path(p).relative_to(out)) for p in paths if str(p).endswith(".png"))
+    return names
+
+
+def write_summary(store: RunStore, out_dir: str | Path | None = None,
+                  predict_site_dos: Callable[[Crystal], np.ndarray] | None = None) -> dict[str, Any]:
+    """Write the summary files and return the summary dict. With ``predict_site_dos`` (the ranking surrogate,
+    see :func:`dosmatgen.screen.library_stages.site_dos_predictor`) it also writes the per-candidate target vs
+    surrogate vs DFT comparisons (:func:`write_comparisons`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -174,6 +208,8 @@ def write_summary(store: RunStore, out_dir: str | Path | None = None) -> dict[st
         fig.savefig(out / name, dpi=120)
         plt.close(fig)
         plots.append(name)
+    if predict_site_dos is not None:
+        plots.extend(write_comparisons(store, out, predict_site_dos))
     summary["plots"] = ["formation_energy_hist.png", *plots]
     summary["ranked_csv"] = "ranked.csv"
     summary["ranked_md"] = "ranked.md"
