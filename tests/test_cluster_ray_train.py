@@ -110,6 +110,7 @@ def test_ddp_two_workers_matches_the_single_process_trainer(tmp_path):
 def test_cli_train_distributed_then_resume(tmp_path, capsys):
     """``dosmatgen train --distributed --workers 2`` on the bundled store: a library checkpoint in OUT that the
     sampler's loader reads, then ``--resume`` continues at the next epoch."""
+    import torch
     import yaml
 
     from dosmatgen.cli.main import main
@@ -118,7 +119,7 @@ def test_cli_train_distributed_then_resume(tmp_path, capsys):
     from dosmatgen.training.config import RunConfig
 
     cfg = tiny_run_config()
-    cfg["training"]["max_batches_per_epoch"] = 2
+    cfg["training"].update(max_batches_per_epoch=2, ema_decay=0.9)  # EMA as in configs/model/small.yaml
     cfg["data"] = {"store": str(bundled_dataset_path())}
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(cfg))
@@ -129,6 +130,11 @@ def test_cli_train_distributed_then_resume(tmp_path, capsys):
     run_cfg = RunConfig.from_dict(cfg)
     ckpt = load_checkpoint(out / "last.pt", run_cfg.model, run_cfg.diffusion)
     assert ckpt.epoch == 1 and ckpt.global_step == 2 and ckpt.scalers  # the store's scalers travel with the model
+    assert ckpt.ema_state is not None and ckpt.scheduler_state is not None
+    assert ckpt.training["data"]["train_split"] == "train" and ckpt.training["data"]["val_split"] is None
+    ema = ckpt.build_model(use_ema=True).state_dict()
+    raw = ckpt.build_model(use_ema=False).state_dict()
+    assert any(not torch.equal(ema[k], raw[k]) for k in raw)  # the EMA weights are their own
     assert [json.loads(x)["epoch"] for x in (out / "metrics.jsonl").read_text().splitlines()] == [1]
     assert yaml.safe_load((out / "config.yaml").read_text())["data"]["store"] == str(bundled_dataset_path())
     # a second run into the same folder without --resume is refused, with --resume it continues
