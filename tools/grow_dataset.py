@@ -139,6 +139,33 @@ def build_prototype(kind: str, elements: tuple[str, ...]) -> tuple[str, Crystal]
         return (f"K2NiF4-{a_el}2{b_el}{x_el}4",
                 _spacegroup_primitive([b_el, a_el, x_el, x_el], [(0, 0, 0), (0, 0, 0.355), (0, 0.5, 0), (0, 0, 0.155)], 139,
                                       [a, a, 3.3 * a, 90, 90, 90]))  # fmt: skip
+    if kind == "chalcopyrite":  # ABX2 (CuFeS2), I-42d: A 4a (0,0,0), B 4b (0,0,1/2), X 8d (1/4,1/4,1/8); c = 2a
+        a_el, b_el, x_el = elements
+        a = 4 * (0.5 * (_radius(a_el) + _radius(b_el)) + _radius(x_el)) / np.sqrt(3)
+        return (f"chalcopyrite-{a_el}{b_el}{x_el}2",
+                _spacegroup_primitive([a_el, b_el, x_el], [(0, 0, 0), (0, 0, 0.5), (0.25, 0.25, 0.125)], 122,
+                                      [a, a, 2 * a, 90, 90, 90]))  # fmt: skip
+    if kind == "marcasite":  # AX2 (FeS2), Pnnm: A 2a (0,0,0), X 4g (0.200,0.378,0); FeS2 a,b,c = 4.44,5.42,3.39 at d 2.25
+        a_el, x_el = elements
+        f = (_radius(a_el) + _radius(x_el)) / 2.25
+        return (f"marcasite-{a_el}{x_el}2",
+                _spacegroup_primitive([a_el, x_el], [(0, 0, 0), (0.200, 0.378, 0)], 58, [4.44 * f, 5.42 * f, 3.39 * f, 90, 90, 90]))
+    if kind == "anatase":  # AO2, I4_1/amd origin 1: A 4a (0,0,0), O 8e (0,0,0.208); TiO2 a,c = 3.78,9.51 at d 1.95
+        a_el, x_el = elements
+        f = (_radius(a_el) + _radius(x_el)) / 1.95
+        return (f"anatase-{a_el}{x_el}2",
+                _spacegroup_primitive([a_el, x_el], [(0, 0, 0), (0, 0, 0.208)], 141, [3.78 * f, 3.78 * f, 9.51 * f, 90, 90, 90]))
+    if kind == "C16":  # A2B (Al2Cu), I4/mcm: B 4a (0,0,1/4), A 8h (0.158,0.658,0); Al2Cu a,c = 6.07,4.87 at d 2.59
+        a_el, b_el = elements
+        f = (_radius(a_el) + _radius(b_el)) / 2.59
+        return (f"C16-{a_el}2{b_el}",
+                _spacegroup_primitive([b_el, a_el], [(0, 0, 0.25), (0.158, 0.658, 0)], 140, [6.07 * f, 6.07 * f, 4.87 * f, 90, 90, 90]))
+    if kind == "Ni2In":  # A2B, P6_3/mmc: A 2a (0,0,0) and 2d (1/3,2/3,3/4), B 2c (1/3,2/3,1/4); a,c = 4.18,5.13 at d 2.6
+        a_el, b_el = elements
+        f = (_radius(a_el) + _radius(b_el)) / 2.6
+        return (f"Ni2In-{a_el}2{b_el}",
+                _spacegroup_primitive([a_el, a_el, b_el], [(0, 0, 0), (1 / 3, 2 / 3, 0.75), (1 / 3, 2 / 3, 0.25)], 194,
+                                      [4.18 * f, 4.18 * f, 5.13 * f, 90, 90, 120]))  # fmt: skip
     raise ValueError(kind)
 
 
@@ -198,6 +225,12 @@ def prototype_specs() -> list[tuple[str, tuple[str, ...]]]:
     specs += [("K2NiF4", (a, b, "O")) for a in ("Sr", "Ba", "Ca") for b in ("Ti", "Zr", "Hf", "Sn", "Ru", "Ir", "Mo")]
     specs += [("K2NiF4", ("La", b, "O")) for b in ("Ni", "Co", "Cu")]
     specs += [("K2NiF4", ("K", b, "F")) for b in ("Ni", "Mg", "Zn", "Co")]
+    specs += [("chalcopyrite", (a, b, x)) for a in ("Cu", "Ag") for b in ("Al", "Ga", "In", "Fe") for x in ("S", "Se", "Te")]
+    specs += [("marcasite", (a, x)) for a in ("Fe", "Co", "Ni", "Ru", "Os") for x in ("S", "Se", "Te", "P", "As", "Sb")]
+    specs += [("anatase", (a, "O")) for a in ("Ti", "Zr", "Hf", "Sn", "Ge")]
+    specs += [("C16", (a, b)) for a in ("Al", "Ga", "Zr", "Hf", "Fe", "Co", "Ni", "Mn")
+              for b in ("Cu", "Ni", "Co", "Fe", "B", "Si", "Ge") if a != b]  # fmt: skip
+    specs += [("Ni2In", (a, b)) for a in ("Ni", "Co", "Fe", "Mn", "Cu", "Pd") for b in ("In", "Ga", "Ge", "Sn", "Si", "Al")]
     return specs
 
 
