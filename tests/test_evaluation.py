@@ -75,7 +75,7 @@ def test_cli_end_to_end_writes_metrics_tables_and_report(world, tmp_path, capsys
     out = tmp_path / "out"
     rc = main([
         "evaluate", "--checkpoint", str(world["checkpoint"]), "--data", str(world["store"]), "--split", "test",
-        "--t-start", "3", str(T), "--guidance", "cfg", "classifier", "none", "--surrogate", str(world["surrogate"]),
+        "--t-start", "3", str(T), "--guidance", "cfg", "classifier", "none", "uncond", "--surrogate", str(world["surrogate"]),
         "--regressor", str(world["regressor"]), "--limit", "3", "--seed", "3", "--examples", "1", "--out", str(out),
     ])
     assert rc == 0
@@ -91,7 +91,7 @@ def test_cli_end_to_end_writes_metrics_tables_and_report(world, tmp_path, capsys
     assert report["hygiene"]["models"]["denoiser"]["source"] == "checkpoint"  # recorded in the checkpoint itself
     assert report["conditioning_set"]["n_selected"] == 3 and report["conditioning_set"]["n_available"] == 7
     assert report["paper"]["structure_match"]["cfg"]["200"] == pytest.approx(0.816)
-    for g in ("cfg", "classifier", "none"):
+    for g in ("cfg", "classifier", "none", "uncond"):
         for t in ("3", str(T)):
             e = report["results"][g][t]
             assert e["status"] == "ok", (g, t)
@@ -102,13 +102,21 @@ def test_cli_end_to_end_writes_metrics_tables_and_report(world, tmp_path, capsys
             assert m["n_sites"] == 6  # every site of the three 2-atom structures is scored
             mae = m["dos_match"]["mae_gen_vs_target"]
             assert mae["n"] == 6 and (mae["value"] is None or mae["value"] >= 0)
+            boot = m["dos_match_bootstrap"]["mae_gen_vs_target"]
+            if mae["value"] is not None:  # the interval is around the same mean, over the 3 structures
+                assert boot["mean"] == pytest.approx(mae["value"]) and boot["lo"] <= boot["mean"] <= boot["hi"]
+                assert boot["n_groups"] == 3
             sm = m["structure_match"]
             assert sm["n"] == sm["n_matched"] + sm["n_no_match"] + sm["n_invalid"] + sm["n_timeout"] + sm["n_error"]
             assert e["timing"]["generation_s"] > 0 and e["timing"]["model_calls"] > 0
             assert (out / e["structures_file"]).is_file() if e["structures_file"] else True
     # the same seed stream per t_start: all guidance modes start from the same noised templates
     assert report["results"]["cfg"]["3"]["batch_seeds"] == report["results"]["none"]["3"]["batch_seeds"]
+    # the acceptance criteria are evaluated (pass or fail as they come), never skipped when their settings ran
+    names = [c["name"] for c in report["acceptance"]["criteria"]]
+    assert len(names) == 3 and all(c["passed"] in (True, False) for c in report["acceptance"]["criteria"][:2])
     md = (out / "metrics.md").read_text()
+    assert "Science acceptance" in md and "| uncond | 10 |" in md and "95 % interval" in md
     assert "DOSMatGen paper" in md and "| cfg | 3 |" in md and "| classifier | 10 |" in md
     assert "T = 10" in md  # the paper's columns are empty for a T != 1000 model, and it says why
     text = (out / "report.md").read_text()

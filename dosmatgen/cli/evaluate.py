@@ -1,7 +1,7 @@
 """``dosmatgen evaluate``: the reconstruction protocol of the DOSMatGen paper (Tables 1 and 2) on a dataset split.
 
 ``dosmatgen evaluate --checkpoint CKPT [--data STORE] --split test --t-start 200 500 1000
---guidance cfg classifier none [--surrogate CKPT] [--regressor CKPT] [--limit N] [--seed S] [--step-lr X] [--w W]
+--guidance cfg classifier none uncond [--surrogate CKPT] [--regressor CKPT] [--limit N] [--seed S] [--step-lr X] [--w W]
 [--relax] --out DIR``
 
 Each selected structure of the split is noised to t_start (t_start = T: from noise with its atom count),
@@ -23,8 +23,8 @@ def register(subparsers) -> None:
     p.add_argument("--split", default="test", help="split to reconstruct (default test)")
     p.add_argument("--t-start", type=int, nargs="+", default=[200, 500, 1000], metavar="T",
                    help="noise levels (diffusion steps, 1..T; T = from noise). Default: the paper's 200 500 1000")
-    p.add_argument("--guidance", nargs="+", choices=("cfg", "classifier", "none"), default=["cfg", "classifier", "none"],
-                   help="guidance modes (default all three; classifier needs --regressor, else it is reported as not run)")
+    p.add_argument("--guidance", nargs="+", choices=("cfg", "classifier", "none", "uncond"), default=["cfg", "classifier", "none", "uncond"],
+                   help="guidance modes (default all four; classifier needs --regressor, else it is reported as not run; uncond = condition masked out)")
     p.add_argument("--surrogate", default=None, help="forward site-DOS surrogate checkpoint (DOS match); without it DOS match is not run")
     p.add_argument("--regressor", default=None, help="DOS regressor checkpoint for classifier guidance (dosmatgen train-regressor)")
     p.add_argument("--limit", type=int, default=None, help="at most N structures of the split (seeded random subset; default all)")

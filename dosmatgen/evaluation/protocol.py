@@ -33,6 +33,7 @@ from dosmatgen.evaluation.hygiene import check_split, denoiser_training_splits, 
 from dosmatgen.evaluation.models import load_denoiser, load_regressor_model, load_surrogate, require_site_conditioning
 from dosmatgen.evaluation.paper_reference import paper_tables
 from dosmatgen.evaluation.provenance import file_record, software_versions, utc_now
+from dosmatgen.evaluation.acceptance import science_acceptance
 from dosmatgen.evaluation.reconstruction import ReconstructionRun, build_guidance, reconstruct
 from dosmatgen.evaluation.report import report_markdown
 from dosmatgen.evaluation.settings import GUIDANCE_MODES, PAPER_T_STARTS, EvaluationSettings
@@ -150,7 +151,7 @@ def evaluate(
     num_steps = denoiser.diffusion.num_steps
     settings.validate(num_steps)
     for g in settings.guidance:
-        if g in ("cfg", "none"):
+        if g in ("cfg", "none", "uncond"):
             require_site_conditioning(denoiser, g)
     predictor = load_surrogate(surrogate, device=settings.device) if surrogate is not None else None
     regressor_model, regressor_metrics = (None, {})
@@ -288,6 +289,7 @@ def evaluate(
         "conditioning_set": cs.summary(),
         "surrogate_intrinsic": intrinsic,
         "results": results,
+        "acceptance": science_acceptance(results, num_steps),
         "energies": energies or {"status": "not run (--relax not given)"},
         "energy_settings": energy_calc.describe() if energy_calc is not None else None,
         "paper": paper_tables(),

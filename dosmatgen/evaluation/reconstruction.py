@@ -7,7 +7,8 @@ For a test structure S0 with site DOS y (n, 400) and one protocol setting (t_sta
 2. the one predictor–corrector sampler denoises it to t = 0 with every site conditioned on its own scaled DOS
    (mask 1 on all atoms) under the chosen guidance:
    ``cfg`` ``(1 + w)·ε_cond − w·ε_uncond``; ``none`` one conditional pass (w = 0);
-   ``classifier`` the denoiser's unconditional score plus the regressor's gradient.
+   ``classifier`` the denoiser's unconditional score plus the regressor's gradient; ``uncond`` the same model with
+   the condition masked out on every site (mask 0), one pass: the unconditioned baseline.
 
 Generated atom i corresponds to test atom i (same count, same order), which is how DOS match is scored.
 A batch whose sampler raises (e.g. non-finite states reaching a layer that checks them) is recorded as failed
@@ -65,7 +66,7 @@ def build_guidance(name: str, *, w: float = 1.0, regressor: nn.Module | None = N
     """The sampler's guidance strategy for a protocol mode."""
     if name == "cfg":
         return ClassifierFreeGuidance(w=float(w))
-    if name == "none":
+    if name in ("none", "uncond"):  # uncond: no guidance term, and reconstruct() masks the condition out
         return NoGuidance()
     if name == "classifier":
         if regressor is None:
@@ -74,10 +75,11 @@ def build_guidance(name: str, *, w: float = 1.0, regressor: nn.Module | None = N
     raise ValueError(f"unknown guidance {name!r}")
 
 
-def all_sites_condition(scaled_site_dos: Sequence[np.ndarray]) -> DOSCondition:
-    """Condition of a batch where every atom is conditioned on its own scaled DOS: dos (N, 400), mask ones (N,)."""
+def all_sites_condition(scaled_site_dos: Sequence[np.ndarray], masked: bool = False) -> DOSCondition:
+    """Condition of a batch where every atom is conditioned on its own scaled DOS: dos (N, 400), mask ones (N,);
+    ``masked``: mask zeros instead (the model sees no condition)."""
     dos = torch.as_tensor(np.concatenate(list(scaled_site_dos), axis=0), dtype=torch.float32)
-    return DOSCondition(dos=dos, mask=torch.ones(dos.shape[0]))
+    return DOSCondition(dos=dos, mask=torch.zeros(dos.shape[0]) if masked else torch.ones(dos.shape[0]))
 
 
 def setting_stream(t_start: int) -> str:
@@ -122,7 +124,7 @@ def reconstruct(
         try:
             clean = diffusion.clean_state(collate_crystals(chunk).to(device))
             start = template_start(diffusion, clean, int(t_start), gen)
-            cond = all_sites_condition(scaled_site_dos[lo : lo + batch_size])
+            cond = all_sites_condition(scaled_site_dos[lo : lo + batch_size], masked=guidance_name == "uncond")
             out = sampler.run(start, cond, guidance, (), gen)
         except (RuntimeError, ValueError, FloatingPointError) as exc:
             msg = f"batch {k} ({guidance_name}, t_start {t_start}): {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"

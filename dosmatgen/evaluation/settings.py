@@ -8,8 +8,9 @@ from typing import Any
 from dosmatgen.errors import InvalidRecordError
 from dosmatgen.metrics.timed_matcher import DEFAULT_TIMEOUT_S
 
-#: Guidance modes of the protocol. ``none`` = one conditional denoiser pass per step (w = 0, no guidance term).
-GUIDANCE_MODES = ("cfg", "classifier", "none")
+#: Guidance modes of the protocol. ``none`` = one conditional denoiser pass per step (w = 0, no guidance term);
+#: ``uncond`` = the same model with the condition masked out on every site (the unconditioned baseline).
+GUIDANCE_MODES = ("cfg", "classifier", "none", "uncond")
 #: The paper's template noise levels (T = 1000: from noise with the true atom count).
 PAPER_T_STARTS = (200, 500, 1000)
 

@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from dosmatgen.crystal import Crystal
+from dosmatgen.evaluation.bootstrap import dos_match_intervals
 from dosmatgen.metrics.dos_match import dos_match_mae, dos_similarity, mae_rows, site_dos_mae
 from dosmatgen.metrics.inputs import to_crystal_or_none
 from dosmatgen.surrogate.predict import SurrogatePredictor
@@ -78,14 +79,16 @@ def per_structure_mae(pred: np.ndarray, target: np.ndarray, offsets: np.ndarray)
 
 
 def site_dos_match(predictor: SurrogatePredictor, generated: Sequence[Crystal | None], ref: ReferenceDOS, seed: int = 0) -> tuple[dict, np.ndarray]:
-    """Metrics dict (``dos_match``, ``dos_similarity``, ``n_sites``, ``per_structure_mae_gen_vs_target``) and the
-    (Σ n_i, 400) scaled rows ŷ_gen (for the plots)."""
+    """Metrics dict (``dos_match``, ``dos_match_bootstrap`` (95 % intervals, :mod:`~dosmatgen.evaluation.bootstrap`),
+    ``dos_similarity``, ``n_sites``, ``per_structure_mae_gen_vs_target``) and the (Σ n_i, 400) scaled rows ŷ_gen
+    (for the plots)."""
     y_gen = site_rows(predictor, generated, ref.num_atoms)
     match = {k: m.to_dict() for k, m in dos_match_mae(y_gen, ref.target_scaled, ref.predicted_scaled, seed=seed).items()}
     unscale = predictor.scaler.inverse_transform
     similarity = {k: m.to_dict() for k, m in dos_similarity(unscale(y_gen), unscale(ref.target_scaled), seed=seed).items()}
     return {
         "dos_match": match,
+        "dos_match_bootstrap": dos_match_intervals(y_gen, ref.target_scaled, ref.offsets, seed=seed),
         "dos_similarity": similarity,
         "n_sites": int(ref.num_atoms.sum()),
         "per_structure_mae_gen_vs_target": per_structure_mae(y_gen, ref.target_scaled, ref.offsets),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
+from dosmatgen.evaluation.acceptance import acceptance_markdown
 from dosmatgen.evaluation.paper_reference import PAPER_LABEL, SURROGATE_MAE, paper_value
 
 PAPER_T = 1000  # the paper's T: its t_start values only mean the same noise level for a T = 1000 diffusion
@@ -41,24 +42,31 @@ def _get(d: Mapping[str, Any] | None, *keys: str) -> Any:
     return d
 
 
+def _ci(interval: Mapping[str, Any] | None) -> str:
+    if not interval or not math.isfinite(interval.get("lo", float("nan"))):
+        return "—"
+    return f"[{interval['lo']:.3f}, {interval['hi']:.3f}]"
+
+
 def dos_table(results: Mapping[str, Mapping[str, Any]], num_steps: int) -> list[str]:
     lines = [
-        "| guidance | t_start | MAE(ŷ_gen, y) ours | random-pair baseline | MAE(ŷ_gen, ŷ) ours | undefined sites | MAE(ŷ_gen, y) paper |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| guidance | t_start | MAE(ŷ_gen, y) ours | 95 % interval | random-pair baseline | 95 % interval | MAE(ŷ_gen, ŷ) ours | undefined sites | MAE(ŷ_gen, y) paper |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for g, t, e in _rows(results):
         paper = fmt(_paper("dos_mae_gen_vs_target", g, t, num_steps))
         if e.get("status") != "ok":
-            lines.append(f"| {g} | {t} | {e.get('status')} | | | | {paper} |")
+            lines.append(f"| {g} | {t} | {e.get('status')} | | | | | | {paper} |")
             continue
         m = e["metrics"]
         if "dos_match" not in m:
-            lines.append(f"| {g} | {t} | not run (no surrogate) | | | | {paper} |")
+            lines.append(f"| {g} | {t} | not run (no surrogate) | | | | | | {paper} |")
             continue
         gy = m["dos_match"]["mae_gen_vs_target"]
         gp = m["dos_match"].get("mae_gen_vs_pred_ref", {})
-        lines.append(f"| {g} | {t} | {fmt(gy['value'])} | {fmt(gy['baseline'])} | {fmt(gp.get('value'))} | "
-                     f"{gy['n_undefined']} / {gy['n']} | {paper} |")
+        boot = m.get("dos_match_bootstrap") or {}
+        lines.append(f"| {g} | {t} | {fmt(gy['value'])} | {_ci(boot.get('mae_gen_vs_target'))} | {fmt(gy['baseline'])} | "
+                     f"{_ci(boot.get('random_pair'))} | {fmt(gp.get('value'))} | {gy['n_undefined']} / {gy['n']} | {paper} |")
     return lines
 
 
@@ -114,6 +122,11 @@ def metrics_markdown(report: Mapping[str, Any]) -> str:
                      f"(random pairs {fmt(intrinsic['baseline'])}); paper: {SURROGATE_MAE}.")
     lines.append("MAE(ŷ_gen, ŷ) compares against the surrogate's own prediction for the true structure, removing its "
                  "intrinsic error. The random-pair baseline pairs each site's prediction with another site's target.")
+    lines.append("Intervals: 95 % percentile bootstrap over structures (2,000 resamples; the sites of one structure are "
+                 "resampled together).")
+    if report.get("acceptance"):
+        lines += ["", "## Science acceptance (issue 7)", ""]
+        lines += acceptance_markdown(report["acceptance"])
     lines += ["", "## Table 2: structure and composition match against the conditioning structure", ""]
     lines += structure_table(report["results"], num_steps)
     lines += [
@@ -121,7 +134,8 @@ def metrics_markdown(report: Mapping[str, Any]) -> str:
         "StructureMatcher(stol 0.5, angle_tol 10, ltol 0.3); rates divide by all structures: invalid outputs and time-outs "
         "count as non-matches (time-outs are listed). Valid = structural (distances ≥ 0.5 Å, volume ≥ 0.1 Å³) and SMACT "
         "compositional validity; unique among valid outputs; novel = matches no training structure.",
-        "`none` = one conditional denoiser pass per step (w = 0): not in the paper. "
+        "`none` = one conditional denoiser pass per step (w = 0): not in the paper. `uncond` = the same model with the "
+        "condition masked out on every site (the unconditioned baseline). "
         "Generation s = wall-clock time of the sampler on this machine (it varies with other load; not a benchmark).",
     ]
     notes = report.get("hygiene", {}).get("notes") or []
