@@ -6,7 +6,7 @@
 #
 #   V1_DIR     the dos-gpaw-v1 dataset folder (dataset.npz; a maintainer copy of ../shared/data/dos-gpaw-v1)
 #   GROWN_DIR  tools/grow_dataset.py's output folder (records/ and worker-*/records/), or data/gpaw-v2 after
-#              unpacking its archives
+#              its dataset-*.npz packs
 #   OUT        where the store, the runs and the evaluation go
 #
 # Then copy OUT/small/best.pt, OUT/surrogate/surrogate.pt and OUT/regressor/best.pt over the bundled checkpoints

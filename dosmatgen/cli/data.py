@@ -8,6 +8,9 @@
 * ``dosmatgen data info STORE.zarr [--json]``: counts, elements, atoms-per-structure histogram, DOS
   statistics and split sizes.
 * ``dosmatgen data export STORE.zarr --format cif|extxyz|zip --out PATH [--split SPLIT]``.
+* ``dosmatgen data pack FOLDER... --out DIR/dataset-NAME.npz [--exclude DIR]``: pack the engine's per-structure
+  record files (``records/`` and ``worker-*/records/``) into one compressed flat dataset file that ``data build
+  --source gpaw DIR`` reads; ids already packed in the ``--exclude`` folders are left out.
 * ``dosmatgen data compute ...``: registered by :mod:`dosmatgen.cli.data_compute` (the GPAW DOS engine).
 """
 
@@ -58,6 +61,15 @@ def register(subparsers) -> None:
     e.add_argument("--out", required=True, help="output path")
     e.add_argument("--split", default="all", choices=SPLIT_CHOICES, help="which split to export (default all)")
     e.set_defaults(func=cmd_export)
+
+    k = sub.add_parser("pack", help="pack per-structure GPAW record files into one dataset-*.npz")
+    k.add_argument("folders", nargs="+", metavar="FOLDER", help="engine output folders (records/, worker-*/records/)")
+    k.add_argument("--out", required=True, help="output file, named dataset-NAME.npz so that the GPAW reader finds it")
+    k.add_argument("--exclude", action="append", default=[], metavar="DIR",
+                   help="leave out ids already in this folder's dataset*.npz or records/; repeatable")
+    k.add_argument("--dtype", choices=("float16", "float32"), default="float16",
+                   help="storage type of the DOS arrays (default float16: half the size, <= 0.05%% rounding)")
+    k.set_defaults(func=cmd_pack)
 
     add_compute_parser(sub)
 
@@ -120,3 +132,23 @@ def cmd_export(args) -> int:
     path, n = export_store(args.store, args.out, fmt=args.format, split=args.split)
     print(f"wrote {n} structures ({args.split}) to {path}")
     return 0
+
+
+def cmd_pack(args) -> int:
+    from pathlib import Path
+
+    from dosmatgen.dft.record_pack import pack_records, packed_ids, record_files
+
+    out = Path(args.out)
+    if not out.name.startswith("dataset") or out.suffix != ".npz":
+        raise SystemExit(f"dosmatgen data pack: error: --out must be named dataset-NAME.npz, got {out.name!r}")
+    if out.exists():
+        raise SystemExit(f"dosmatgen data pack: error: {out} exists; packs are never overwritten")
+    known: set[str] = set()
+    for folder in args.exclude:
+        known |= packed_ids(folder)
+        known |= {str(f.stem) for f in record_files(folder)}
+    files = [f for folder in args.folders for f in record_files(folder)]
+    summary = pack_records(files, out, exclude=known, dtype=args.dtype)
+    print(summary.line())
+    return 0 if summary.path is not None else 1

@@ -9,7 +9,7 @@ Layout of ``out_dir``::
     .compute.lock           held while a run is active (two runs on one folder are refused)
 
 ``<name>`` is the id when it is a safe file name, else a sanitised id plus a short hash. A rerun skips ids that
-have a record, and ids listed in failures.jsonl unless ``retry_failed`` is set (a retried id that succeeds is
+have a record or are packed in a ``dataset*.npz`` (:mod:`dosmatgen.dft.record_pack`), and ids listed in failures.jsonl unless ``retry_failed`` is set (a retried id that succeeds is
 removed from failures.jsonl). Each structure runs in ``python -m dosmatgen.dft.worker`` with its own session,
 ``OMP_NUM_THREADS``/``OPENBLAS_NUM_THREADS``/``MKL_NUM_THREADS`` = ``threads`` and a wall-clock limit; on
 time-out its whole process group is killed and the structure is recorded as failed with kind ``timeout``.
@@ -36,6 +36,7 @@ from typing import Any, Union
 
 from dosmatgen.crystal import Crystal
 from dosmatgen.dft.engine import DFTEngine
+from dosmatgen.dft.record_pack import packed_ids
 from dosmatgen.dos.record import DOSRecord
 from dosmatgen.errors import DosmatgenError, InvalidRecordError
 
@@ -129,13 +130,15 @@ def _drop_failures(out_dir: Path, ids: set[str]) -> None:
 
 
 def completed_ids(out_dir: str | Path) -> tuple[set[str], set[str]]:
-    """``(done, failed)``: record names present in ``records/`` and ids listed in failures.jsonl without a record.
+    """``(done, failed)``: record names present in ``records/`` or packed into ``dataset*.npz`` (see
+    :mod:`dosmatgen.dft.record_pack`), and ids listed in failures.jsonl without a record.
 
     ``done`` holds record *names* (see :func:`record_name`), which equal the ids for safe ids.
     """
     out = Path(out_dir)
     rec = out / RECORDS_DIR
     done = {p.stem for p in rec.glob("*.npz")} if rec.is_dir() else set()
+    done |= {record_name(i) for i in packed_ids(out)}
     failed = {i for i in read_failures(out) if record_name(i) not in done}
     return done, failed
 
@@ -306,6 +309,7 @@ def compute_dos_dataset(
     with _exclusive(out):
         _clean_temporaries(records)
         failures = read_failures(out)
+        packed = packed_ids(out)  # ids already packed into out/dataset*.npz count as done
         seen: set[str] = set()
         recovered: set[str] = set()
         bar = None
@@ -318,7 +322,7 @@ def compute_dos_dataset(
                 id, crystal, source = _normalise(item)
                 if id in seen:
                     summary.duplicates += 1
-                elif record_path(out, id).exists():
+                elif id in packed or record_path(out, id).exists():
                     summary.skipped_done += 1
                 elif id in failures and not retry_failed:
                     summary.skipped_failed += 1

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -54,8 +55,13 @@ def record_to_arrays(record: DOSRecord) -> dict[str, np.ndarray]:
         "n_electrons": np.array([meta.get("n_electrons", np.nan)], dtype=np.float64),
         "n_ibz_kpoints": np.array([meta.get("n_ibz_kpoints", -1)], dtype=np.int32),
         "seconds": np.array([meta.get("seconds", np.nan)], dtype=np.float32),
-        "settings": np.array(json.dumps(meta.get("settings", {}), sort_keys=True)),
+        "settings": np.array(_settings_json(meta.get("settings", {}))),
     }
+
+
+def _settings_json(settings: Any) -> str:
+    """Settings as a JSON string; a string (as the GPAW reader keeps them) is taken as JSON already."""
+    return settings if isinstance(settings, str) else json.dumps(settings, sort_keys=True)
 
 
 def write_record_npz(record: DOSRecord, path: str | Path) -> Path:

@@ -7,6 +7,8 @@ Two inputs are accepted:
   (N,3,3) Å, ``atomic_numbers`` (M,), ``frac_coords`` (M,3), ``energy_grid`` (n_E,) eV relative to E_F,
   ``site_pdos`` (M,3,n_E) states/eV for l = s, p, d, ``total_dos`` (N,n_E) states/eV, ``efermi`` (N,) eV,
   ``energy`` (N,) eV, ``n_electrons``, ``n_ibz_kpoints``, ``seconds`` (N,) and ``settings`` (a JSON string).
+* a directory holding ``dataset.npz`` and/or ``dataset-*.npz`` packs of engine records (same layout, DOS arrays
+  possibly float16; see :mod:`dosmatgen.dft.record_pack`), all read in name order;
 * a directory written by the GPAW engine (:mod:`dosmatgen.dft.record_file`): ``DIR/records/<name>.npz``, each
   with the same keys for one structure (N = 1; the id is read from the file, not its name), plus
   ``DIR/failures.jsonl`` (one JSON object with ``id`` and ``error`` per failed attempt; the last entry of an id
@@ -33,6 +35,7 @@ import numpy as np
 
 from dosmatgen.crystal import Crystal
 from dosmatgen.data.sources._common import RecordOrError, attempt, describe, require_exists
+from dosmatgen.dft.record_pack import packed_files
 from dosmatgen.dos.record import SPD_CHANNELS, DOSRecord
 from dosmatgen.errors import InvalidRecordError
 
@@ -79,13 +82,14 @@ def read_gpaw_npz(
         yield from emit(_iter_dataset(root, _load_npz(root, whole_input=True), wanted, validate, check_geometry), root)
         return
 
-    dataset = root / DATASET_FILE
+    datasets = packed_files(root)  # dataset.npz, then the dataset-*.npz packs
     records = root / RECORDS_DIR
-    if not dataset.is_file() and not records.is_dir():
+    if not datasets and not records.is_dir():
         raise InvalidRecordError(
-            f"not a GPAW dataset: expected {DATASET_FILE} or a {RECORDS_DIR}/ folder of <id>.npz files", file=str(root)
+            f"not a GPAW dataset: expected {DATASET_FILE}, dataset-*.npz packs or a {RECORDS_DIR}/ folder of <id>.npz files",
+            file=str(root),
         )
-    if dataset.is_file():
+    for dataset in datasets:
         yield from emit(_iter_dataset(dataset, _load_npz(dataset, whole_input=True), wanted, validate, check_geometry), dataset)
     if records.is_dir():
         for file in sorted(records.glob("*.npz")):
@@ -196,9 +200,9 @@ def _iter_dataset(
                 source=str(source) if source is not None else READER_NAME,
                 crystal=crystal,
                 energies=energies,
-                site_dos=site_pdos[lo:hi],
+                site_dos=np.asarray(site_pdos[lo:hi], dtype=np.float32),  # float16 in packs
                 channels=SPD_CHANNELS,
-                total_dos=total[i],
+                total_dos=np.asarray(total[i], dtype=np.float32),
                 efermi=None if efermi is None else float(efermi),
                 energy=None if energy is None or not np.isfinite(energy) else float(energy),
                 metadata=metadata,
