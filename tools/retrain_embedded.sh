@@ -5,7 +5,7 @@
 #   nohup nice -n 5 tools/retrain_embedded.sh V1_DIR GROWN_DIR OUT > OUT.log 2>&1 &
 #
 #   V1_DIR     the dos-gpaw-v1 dataset folder (dataset.npz; a maintainer copy of ../shared/data/dos-gpaw-v1)
-#   GROWN_DIR  tools/grow_dataset.py's output folder (records/ and worker-*/records/), or data/gpaw-v2 after
+#   GROWN_DIR  tools/grow_dataset.py's output folder (records/ and worker-*/records/), or data/gpaw-v2 with
 #              its dataset-*.npz packs
 #   OUT        where the store, the runs and the evaluation go
 #
