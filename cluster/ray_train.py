@@ -81,7 +81,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     scalers = scalers_to_tensors(getattr(getattr(train_ds, "store", None), "scalers", None))
     loader = DataLoader(train_ds, batch_size=per_worker_batch, sampler=sampler)
 
-    model = build_model(cfg)
+    model = build_model(cfg, init_from=loop_config.get("init_from"))  # every rank: the same start
     diffusion = JointDiffusion(cfg.diffusion, device=device)
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr)
     # plateau schedule on the all-reduced training loss (identical on every rank; this mode has no validation)
@@ -91,6 +91,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
            if tc.ema_decay > 0 else None)
     generator = torch.Generator(device=device).manual_seed(tc.seed * 1000 + rank + 1)
     start_epoch, global_step = 1, 0
+    init_record = loop_config.get("init_from")  # recorded in every checkpoint of a warm-started run
 
     # a restarted run (worker failure, or the same run name in the same storage) resumes from Ray's latest
     # checkpoint; a new run may start from a previous run's checkpoint folder (``resume_from``)
@@ -108,6 +109,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             if ema is not None and stored.ema_state is not None:
                 ema.load_state_dict(stored.ema_state)
             start_epoch, global_step = stored.epoch + 1, stored.global_step
+            init_record = stored.training.get("init_from", init_record)
             extra = json.loads((Path(d) / "ranks.json").read_text()) if (Path(d) / "ranks.json").is_file() else {}
             if str(rank) in extra.get("generators", {}):
                 generator.set_state(torch.tensor(extra["generators"][str(rank)], dtype=torch.uint8))
@@ -160,7 +162,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 save_checkpoint(Path(tmp) / CHECKPOINT_FILE, DenoiserCheckpoint(
                     model_config=cfg.model, diffusion_config=cfg.diffusion, model_state=unwrap(model).state_dict(),
                     conditioning=cfg.conditioning.to_dict(),
-                    training={**tc.to_dict(), "data": {**asdict(cfg.data), "val_split": None}},  # no validation here
+                    training={**tc.to_dict(), "data": {**asdict(cfg.data), "val_split": None},  # no validation here
+                              **({"init_from": init_record} if init_record else {})},
                     ema_state=ema.state_dict() if ema is not None else None,
                     optimizer_state=optimizer.state_dict(), scheduler_state=scheduler.state_dict(),
                     rng_state={"generator": generator.get_state()}, epoch=epoch, global_step=global_step,
@@ -189,6 +192,7 @@ def run_distributed_training(
     dataset_loader: str = "cluster.ray_train:store_datasets",
     dataset_options: dict[str, Any] | None = None,
     resume_from: str | None = None,
+    init_from: str | None = None,
     max_failures: int = 0,
     threads_per_worker: int = 1,
     max_batches_per_epoch: int | None = None,
@@ -221,6 +225,8 @@ def run_distributed_training(
         loop_config["metrics_dir"] = metrics_dir
     if resume_from is not None:
         loop_config["resume_from"] = str(resume_from)
+    if init_from is not None:
+        loop_config["init_from"] = str(init_from)
     if out_dir is not None:
         loop_config["out_dir"] = str(out_dir)
     trainer = TorchTrainer(
@@ -255,6 +261,7 @@ def train_to_folder(
     resume: bool = False,
     resume_from: str | None = None,
     threads_per_worker: int = 1,
+    init_from: str | None = None,
 ) -> dict[str, Any]:
     """Distributed training of the denoiser on the train split of ``store``; the result lands in ``out`` like a
     single-process ``dosmatgen train``: ``last.pt`` (library format, written after every epoch), ``ranks.json``
@@ -264,6 +271,8 @@ def train_to_folder(
     ``storage_path`` (default ``out/ray``) receives Ray Train's own results and checkpoints under a run name derived
     from ``out``; on a cluster it must be shared storage. ``resume`` continues from ``out/last.pt``; ``resume_from``
     from another checkpoint folder. A fresh run refuses an ``out`` that already holds a checkpoint or a Ray run.
+    ``init_from`` starts a fresh run from a checkpoint's weights (fine-tuning, see
+    :mod:`dosmatgen.training.warm_start`); it is checked against the config before Ray starts.
     """
     import yaml
 
@@ -285,6 +294,15 @@ def train_to_folder(
     elif not resume and resume_from is None and ((out / CHECKPOINT_FILE).exists() or (storage / name).exists()):
         raise CheckpointError(f"{out} already holds a checkpoint or a Ray Train run ({storage / name}); resume it "
                               "(--resume) or choose another output folder")
+    if init_from is not None:
+        if resume or resume_from is not None:
+            raise InvalidRecordError("--init-from starts a new run; use it without --resume")
+        from dosmatgen.checkpoint_paths import resolve_checkpoint
+        from dosmatgen.training.config import RunConfig
+        from dosmatgen.training.warm_start import warm_start_weights
+
+        init_from = str(resolve_checkpoint(init_from).absolute())
+        warm_start_weights(init_from, RunConfig.from_dict(run_config))  # a bad checkpoint fails here, not on a worker
     if resume_from is not None:
         done = load_checkpoint(Path(resume_from) / CHECKPOINT_FILE).epoch
         if done >= target_epochs:
@@ -300,7 +318,7 @@ def train_to_folder(
     result = run_distributed_training(
         saved, num_workers=num_workers, use_gpu=use_gpu, storage_path=str(storage), name=name, epochs=epochs,
         dataset_options={"store": str(store), "train_split": (saved["data"].get("train_split") or "train")},
-        resume_from=resume_from, threads_per_worker=threads_per_worker, metrics_dir=str(out / "ranks"),
+        resume_from=resume_from, init_from=init_from, threads_per_worker=threads_per_worker, metrics_dir=str(out / "ranks"),
         out_dir=str(out),
     )
     if result.error is not None:

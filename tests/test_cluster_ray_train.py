@@ -150,3 +150,21 @@ def test_cli_train_distributed_then_resume(tmp_path, capsys):
     assert main(["train", "--config", str(config), "--out", str(tmp_path / "o3"), "--distributed", "--workers", "3",
                  "--epochs", "1"]) == 2
     assert "multiple of the 3 workers" in capsys.readouterr().err
+    # warm start: a new distributed run from the first run's EMA weights, recorded in its checkpoint; every rank
+    # starts from them (lr 1e-30 keeps them in place for one epoch)
+    cfg["training"]["lr"], cfg["training"]["min_lr"] = 1e-30, 1e-31
+    config.write_text(yaml.safe_dump(cfg))
+    warm = tmp_path / "warm"
+    warm_args = ["train", "--config", str(config), "--out", str(warm), "--distributed", "--workers", "2",
+                 "--no-progress", "--epochs", "1", "--init-from", str(out / "last.pt")]
+    assert main(warm_args) == 0
+    got = load_checkpoint(warm / "last.pt", run_cfg.model, run_cfg.diffusion)
+    start = ckpt.inference_state(use_ema=True)
+    assert got.epoch == 1 and got.training["init_from"] == str((out / "last.pt").absolute())
+    for k in start:
+        torch.testing.assert_close(got.model_state[k], start[k], rtol=0, atol=1e-20)
+    capsys.readouterr()
+    missing = ["train", "--config", str(config), "--out", str(tmp_path / "warm2"), "--distributed", "--workers", "2",
+               "--no-progress", "--epochs", "1", "--init-from", str(tmp_path / "nope.pt")]
+    assert main(missing) == 2
+    assert "nope.pt: checkpoint not found" in capsys.readouterr().err

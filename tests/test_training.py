@@ -204,3 +204,55 @@ def test_train_cli(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  hidden_dims: 3\n")
     assert main(["train", "--config", str(bad), "--data", str(store), "--out", str(tmp_path / "r2")]) == 2
+
+
+def test_warm_start_begins_from_the_checkpoint_ema_weights_and_records_it(tmp_path):
+    data = synthetic_crystals(8, seed=1)
+    first = train(_tiny_run(epochs=2), data, None, tmp_path / "first", progress=False)
+    src = load_checkpoint(first.last_checkpoint)
+    start = src.inference_state(use_ema=True)
+    # lr 1e-30: the weights cannot move measurably, so after one epoch they are still the warm-start weights
+    frozen = _tiny_run(epochs=1, lr=1e-30, min_lr=1e-31)
+    warm = train(frozen, synthetic_crystals(6, seed=5), None, tmp_path / "warm", progress=False,
+                 init_from=first.last_checkpoint)
+    got = load_checkpoint(warm.last_checkpoint)
+    assert got.model_state.keys() == start.keys()
+    for k in start:
+        torch.testing.assert_close(got.model_state[k], start[k], rtol=0, atol=1e-20)
+    assert got.epoch == 1 and got.global_step == 2  # a new run: epochs and steps start afresh
+    assert got.training["init_from"] == str(first.last_checkpoint)
+    assert not torch.equal(build_model(frozen).state_dict()["type_head.weight"], start["type_head.weight"])
+    # a resumed warm-started run keeps the record
+    train(frozen, synthetic_crystals(6, seed=5), None, tmp_path / "warm", progress=False, resume=True, epochs=2)
+    assert load_checkpoint(tmp_path / "warm" / "last.pt").training["init_from"] == str(first.last_checkpoint)
+    with pytest.raises(ValueError, match="resume"):
+        train(frozen, data, None, tmp_path / "warm", progress=False, resume=True, init_from=first.last_checkpoint)
+
+
+def test_warm_start_refuses_a_checkpoint_of_another_model_or_a_missing_file(tmp_path):
+    data = synthetic_crystals(8, seed=1)
+    first = train(_tiny_run(epochs=1), data, None, tmp_path / "first", progress=False)
+    other = replace(_tiny_run(epochs=1), model=replace(DenoiserConfig.tiny(), hidden_dim=DenoiserConfig.tiny().hidden_dim * 2))
+    with pytest.raises(CheckpointError, match=r"last\.pt: model config does not match \(hidden_dim"):
+        train(other, data, None, tmp_path / "other", progress=False, init_from=first.last_checkpoint)
+    with pytest.raises(CheckpointError, match="nope.pt: checkpoint not found"):
+        train(_tiny_run(epochs=1), data, None, tmp_path / "missing", progress=False, init_from=tmp_path / "nope.pt")
+    assert not (tmp_path / "other" / "last.pt").exists() and not (tmp_path / "missing" / "last.pt").exists()
+
+
+def test_train_cli_fine_tunes_the_shipped_model(tmp_path):
+    """`dosmatgen train --init-from bundled:dosmatgen-small` with the shipped config, one epoch on a small store."""
+    from dosmatgen.cli.main import main
+    from surrogate_fixture_helpers import write_synthetic_dos_store
+
+    store = write_synthetic_dos_store(tmp_path / "syn.zarr", n=12)
+    out = tmp_path / "ft"
+    args = ["train", "--config", str(REPO / "configs" / "model" / "small.yaml"), "--data", str(store), "--out", str(out),
+            "--no-progress", "--device", "cpu", "--epochs", "1", "--init-from", "bundled:dosmatgen-small"]
+    assert main(args) == 0
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt.epoch == 1 and ckpt.training["init_from"].endswith("dosmatgen-small.pt")
+    assert main(args[:-2] + ["--resume", "--epochs", "2", "--init-from", "bundled:dosmatgen-small"]) == 2
+    tiny = ["train", "--config", str(REPO / "configs" / "model" / "tiny.yaml"), "--data", str(store),
+            "--out", str(tmp_path / "bad"), "--no-progress", "--epochs", "1", "--init-from", "bundled:dosmatgen-small"]
+    assert main(tiny) == 2  # the tiny config is not the shipped model's

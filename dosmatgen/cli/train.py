@@ -27,6 +27,9 @@ def register(subparsers) -> None:
     p.add_argument("--data", default=None, help="dataset store (.zarr); overrides data.store of the config")
     p.add_argument("--out", default="runs/train", help="output folder (default runs/train)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                   help="start a new run from this checkpoint's (EMA) weights, e.g. bundled:dosmatgen-small with "
+                        "configs/model/small.yaml, to fine-tune it on --data; optimizer and epochs start afresh")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available, else cpu)")
     p.add_argument("--epochs", type=int, default=None, help="override training.epochs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -50,7 +53,8 @@ def _train_distributed(args: argparse.Namespace, config, store: str) -> int:
         raise InvalidRecordError(f"--distributed needs the cluster extra (pip install 'dosmatgen[cluster]'): {exc}") from None
     print(f"distributed training on {args.workers} {'GPU' if args.gpu else 'CPU'} worker(s)")
     info = train_to_folder(config.to_dict(), store, args.out, num_workers=args.workers, use_gpu=args.gpu,
-                           storage_path=args.storage, address=args.address, resume=args.resume)
+                           storage_path=args.storage, address=args.address, resume=args.resume,
+                           init_from=args.init_from)
     m = info["metrics"]
     print(f"done: epoch {m.get('epoch')}, step {m.get('step')}, train loss {m.get('train_loss', float('nan')):.4f}")
     print(f"checkpoint: {info['checkpoint']}; log: {args.out}/metrics.jsonl")
@@ -75,6 +79,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = replace(config, data=replace(config.data, store=str(store)))  # recorded in the checkpoint
     if args.epochs is not None:
         config = replace(config, training=replace(config.training, epochs=args.epochs))
+    if args.init_from is not None and args.resume:
+        raise InvalidRecordError("--init-from starts a new run; use it without --resume")
     if args.distributed:
         return _train_distributed(args, config, store)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -96,7 +102,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     (out / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
     print(f"training on {len(train_ds)} structures ({len(val_ds) if val_ds is not None else 0} validation) on {device}")
     result = train(config, train_ds, val_ds, out, device=device, resume=args.resume, scalers=scalers,
-                   progress=not args.no_progress)
+                   progress=not args.no_progress, init_from=args.init_from)
     best = "n/a" if result.best_val is None else f"{result.best_val:.4f}"
     print(f"done: {result.epochs_completed} epochs, {result.global_step} steps, best loss {best}")
     print(f"checkpoints: {result.last_checkpoint} (last), {result.best_checkpoint} (best); log: {out / 'metrics.jsonl'}")

@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
+from dosmatgen.checkpoint_paths import resolve_checkpoint
 from dosmatgen.diffusion.process import JointDiffusion
 from dosmatgen.errors import CheckpointError
 from dosmatgen.model.cspnet import CSPNetDenoiser
@@ -29,6 +30,7 @@ from dosmatgen.training.checkpoint import DenoiserCheckpoint, load_checkpoint, s
 from dosmatgen.training.config import RunConfig
 from dosmatgen.training.keyed_randomness import keyed_step_draws
 from dosmatgen.training.step import evaluate_loss, train_step
+from dosmatgen.training.warm_start import warm_start_weights
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +65,16 @@ def num_atoms_counts(dataset: Dataset) -> list[int]:
     return counts
 
 
-def build_model(config: RunConfig) -> CSPNetDenoiser:
-    """A freshly initialised denoiser; the initialisation depends only on ``config.training.seed``."""
+def build_model(config: RunConfig, init_from: str | Path | None = None) -> CSPNetDenoiser:
+    """A freshly initialised denoiser; the initialisation depends only on ``config.training.seed``. With
+    ``init_from`` (a checkpoint path or ``bundled:NAME``) it starts from that checkpoint's weights instead
+    (:mod:`dosmatgen.training.warm_start`)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.training.seed)
-        return CSPNetDenoiser(config.model)
+        model = CSPNetDenoiser(config.model)
+    if init_from is not None:
+        model.load_state_dict(warm_start_weights(init_from, config))
+    return model
 
 
 def train(
@@ -81,6 +88,7 @@ def train(
     scalers: Mapping[str, Any] | None = None,
     progress: bool = True,
     epochs: int | None = None,
+    init_from: str | Path | None = None,
 ) -> TrainResult:
     """Train a denoiser, writing ``last.pt``, ``best.pt`` and ``metrics.jsonl`` into ``out_dir``.
 
@@ -91,6 +99,9 @@ def train(
             Without it an ``out_dir`` that already holds a checkpoint is refused (CheckpointError).
         scalers: the DOS scalers the data were standardised with (stored in the checkpoint).
         epochs: total number of epochs to reach (default ``config.training.epochs``).
+        init_from: start a new run from this checkpoint's weights (fine-tuning; see
+            :mod:`dosmatgen.training.warm_start`); recorded in the checkpoints as ``training["init_from"]``.
+            Not with ``resume``.
     """
     tc = config.training
     total_epochs = int(epochs if epochs is not None else tc.epochs)
@@ -101,7 +112,9 @@ def train(
     if len(train_dataset) == 0:
         raise ValueError("the training set is empty")
 
-    model = build_model(config).to(device)
+    if resume and init_from is not None:
+        raise ValueError("init_from starts a new run; it cannot be combined with resume")
+    model = build_model(config, init_from=None if resume else init_from).to(device)
     diffusion = JointDiffusion(config.diffusion, device=device)
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -128,11 +141,13 @@ def train(
         start_epoch, global_step, best_val = ckpt.epoch + 1, ckpt.global_step, ckpt.best_val
         counts = ckpt.num_atoms_counts
         stored_scalers = stored_scalers or ckpt.scalers
+        warm = {"init_from": ckpt.training["init_from"]} if "init_from" in ckpt.training else {}
         log.info("resuming from %s at epoch %d", last_path, start_epoch)
     else:
         if last_path.exists():
             raise CheckpointError(f"{out} already holds a checkpoint; resume it (--resume) or choose another output folder")
         counts = num_atoms_counts(train_dataset)
+        warm = {"init_from": str(resolve_checkpoint(init_from))} if init_from is not None else {}
 
     val_loader = DataLoader(val_dataset, batch_size=tc.batch_size, shuffle=False) if val_dataset is not None and len(val_dataset) else None
     metrics: dict[str, Any] = {}
@@ -184,7 +199,7 @@ def train(
             diffusion_config=config.diffusion,
             model_state=model.state_dict(),
             conditioning=config.conditioning.to_dict(),
-            training={**config.training.to_dict(), "data": asdict(config.data)},  # the splits travel with the weights
+            training={**config.training.to_dict(), "data": asdict(config.data), **warm},  # the splits travel with the weights
             ema_state=ema.state_dict() if ema is not None else None,
             optimizer_state=optimizer.state_dict(),
             scheduler_state=scheduler.state_dict(),

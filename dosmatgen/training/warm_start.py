@@ -1,0 +1,32 @@
+"""Warm start: begin a new training run from the weights of an existing denoiser checkpoint (fine-tuning).
+
+Unlike ``resume``, which continues the same run (optimizer, scheduler, RNG and epoch count), a warm start is a
+new run on possibly new data: only the weights are taken, the EMA weights when the checkpoint has them (the ones
+that sample), and optimizer, schedule and epochs start afresh. The checkpoint's model and diffusion configs must
+equal the run's, so a shipped model (``bundled:dosmatgen-small``) is fine-tuned with its own config
+(``configs/model/small.yaml``).
+
+Data hygiene: the dataset splits are a hash of each structure id (:mod:`dosmatgen.data.split`), so a structure in
+the test split of the first store stays in the test split of a grown store, and fine-tuning on the grown train
+split never sees it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from dosmatgen.checkpoint_paths import resolve_checkpoint
+from dosmatgen.training.checkpoint import load_checkpoint
+from dosmatgen.training.config import RunConfig
+
+
+def warm_start_weights(path: str | Path, config: RunConfig) -> dict[str, torch.Tensor]:
+    """The weights to start from: the checkpoint's EMA weights (else its raw weights).
+
+    Raises CheckpointError naming the file when it is missing, unreadable, or its model or diffusion config
+    differs from ``config``'s (listing the keys).
+    """
+    ckpt = load_checkpoint(resolve_checkpoint(path), config.model, config.diffusion, map_location="cpu")
+    return {k: v.detach().clone() for k, v in ckpt.inference_state(use_ema=True).items()}
