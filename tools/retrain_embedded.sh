@@ -9,6 +9,10 @@
 #              its dataset-*.npz packs
 #   OUT        where the store, the runs and the evaluation go
 #
+# WARM_START=1 fine-tunes the shipped models (--init-from bundled:...) instead of training from scratch; then
+# DENOISER_EPOCHS, SURROGATE_MINUTES and REGRESSOR_EPOCHS can be smaller (the splits are id hashes, so the shipped
+# models never saw a test structure of the grown store).
+#
 # Then copy OUT/small/best.pt, OUT/surrogate/surrogate.pt and OUT/regressor/best.pt over the bundled checkpoints
 # (dosmatgen/resources/checkpoints/), the store over dosmatgen/resources/data/, and update docs/embedded-models.md
 # and the evaluation report from OUT/evaluate/ with the numbers as they come.
@@ -31,6 +35,8 @@ fi
 dosmatgen data info "$STORE" > "$OUT/store-info.txt" && head -20 "$OUT/store-info.txt"
 
 resume=(); [ -f "$OUT/small/last.pt" ] && resume=(--resume)
+warm() { [ "${WARM_START:-0}" = 1 ] && echo "--init-from bundled:$1"; true; }
+[ ${#resume[@]} -eq 0 ] && [ "${WARM_START:-0}" = 1 ] && resume=(--init-from bundled:dosmatgen-small)
 step "denoiser (configs/model/small.yaml)"
 dosmatgen train --config configs/model/small.yaml --data "$STORE" --out "$OUT/small" --epochs "${DENOISER_EPOCHS:-1000}" \
   --no-progress "${resume[@]}" || [ -f "$OUT/small/best.pt" ]
@@ -38,13 +44,13 @@ dosmatgen train --config configs/model/small.yaml --data "$STORE" --out "$OUT/sm
 if [ ! -f "$OUT/surrogate/surrogate.pt" ]; then
   step "surrogate (configs/surrogate/small-cpu.yaml)"
   dosmatgen surrogate train --data "$STORE" --out "$OUT/surrogate" --config configs/surrogate/small-cpu.yaml \
-    --max-minutes "${SURROGATE_MINUTES:-45}"
+    --max-minutes "${SURROGATE_MINUTES:-45}" $(warm surrogate-small)
 fi
 
 if [ ! -f "$OUT/regressor/best.pt" ]; then
   step "regressor (configs/model/regressor_small.yaml)"
   dosmatgen train-regressor --config configs/model/regressor_small.yaml --data "$STORE" --out "$OUT/regressor" \
-    --epochs "${REGRESSOR_EPOCHS:-800}"
+    --epochs "${REGRESSOR_EPOCHS:-800}" $(warm regressor-small)
 fi
 
 step "evaluate on the test split"

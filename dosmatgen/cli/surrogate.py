@@ -38,6 +38,8 @@ def register(subparsers) -> None:
     t.add_argument("--max-minutes", type=float, default=None, help="stop after this wall time (checked per epoch)")
     t.add_argument("--seed", type=int, default=None)
     t.add_argument("--device", default=None, help="torch device (default cpu)")
+    t.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                   help="start from this surrogate's weights, e.g. bundled:surrogate-small (fine-tuning; same model config)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="intrinsic MAE of a surrogate vs the baselines on a split")
@@ -101,7 +103,7 @@ def cmd_train(args) -> int:
     config = _train_config(args)
     config.model_config()  # fail fast on a bad preset or model key
     store = _store_path(args.data)
-    result = train_surrogate(store, args.out, config)
+    result = train_surrogate(store, args.out, config, init_from=args.init_from)
     plot_training_curves(Path(args.out) / METRICS_LOG, Path(args.out) / "training_curves", title="surrogate (L1, scaled DOS)")
     ev = evaluate_surrogate(result.checkpoint, store, split="val")
     (Path(args.out) / "val_evaluation.json").write_text(json.dumps(ev.to_dict(), indent=2))

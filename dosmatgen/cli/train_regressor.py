@@ -17,6 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder (best.pt, last.pt, metrics.jsonl)")
     p.add_argument("--epochs", type=int, default=None, help="override training.epochs")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                   help="start from this regressor's weights, e.g. bundled:regressor-small (fine-tuning; same config)")
     p.set_defaults(func=_run)
 
 
@@ -30,7 +32,8 @@ def _run(args) -> int:
     train_set = CrystalDOSDataset(store, config.data.train_split)
     val_set = CrystalDOSDataset(store, config.data.val_split) if config.data.val_split else None
     result = train_regressor(
-        config, train_set, val_set, args.out, scalers={"site": train_set.site_scaler}, device=args.device, epochs=args.epochs
+        config, train_set, val_set, args.out, scalers={"site": train_set.site_scaler}, device=args.device, epochs=args.epochs,
+        init_from=args.init_from,
     )
     print(f"trained {result.epochs} epochs; best loss {result.best_val:.4f}; checkpoint {result.best_checkpoint}")
     return 0

@@ -20,10 +20,11 @@ from torch.utils.data import Dataset
 from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
+from dosmatgen.checkpoint_paths import resolve_checkpoint
 from dosmatgen.diffusion.process import DiffusionConfig, JointDiffusion
 from dosmatgen.diffusion.state import StateNoise
-from dosmatgen.errors import InvalidRecordError
-from dosmatgen.regressor.checkpoint import RegressorCheckpoint, save_regressor
+from dosmatgen.errors import CheckpointError, InvalidRecordError
+from dosmatgen.regressor.checkpoint import RegressorCheckpoint, load_regressor, save_regressor
 from dosmatgen.regressor.config import RegressorConfig
 from dosmatgen.regressor.model import NoisyDOSRegressor
 from dosmatgen.training.checkpoint import scalers_to_tensors
@@ -121,9 +122,12 @@ def train_regressor(
     device: torch.device | str = "cpu",
     progress: bool = True,
     epochs: int | None = None,
+    init_from: str | Path | None = None,
 ) -> RegressorTrainResult:
     """Adam + ReduceLROnPlateau + gradient clipping; writes ``last.pt``, ``best.pt`` (lowest validation loss, or
-    training loss without a validation set) and ``metrics.jsonl`` into ``out_dir``."""
+    training loss without a validation set) and ``metrics.jsonl`` into ``out_dir``. ``init_from`` (a regressor
+    checkpoint or ``bundled:NAME`` with the same regressor and diffusion configs) starts from its weights
+    (fine-tuning); it is recorded as ``metrics["init_from"]`` in the checkpoints."""
     tc = config.training
     if len(train_dataset) == 0:
         raise ValueError("the training set is empty")
@@ -132,7 +136,17 @@ def train_regressor(
     device = torch.device(device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(tc.seed)
-        model = NoisyDOSRegressor(config.regressor).to(device)
+        model = NoisyDOSRegressor(config.regressor)
+    warm: dict[str, str] = {}
+    if init_from is not None:
+        start = load_regressor(init_from)
+        for name, have, want in (("regressor", start.config, config.regressor), ("diffusion", start.diffusion_config, config.diffusion)):
+            if have != want:
+                diff = [f"{k}: checkpoint {v!r} vs requested {want.to_dict().get(k)!r}" for k, v in have.to_dict().items() if v != want.to_dict().get(k)]
+                raise CheckpointError(f"{resolve_checkpoint(init_from)}: {name} config does not match ({'; '.join(diff)})")
+        model.load_state_dict(start.state)
+        warm = {"init_from": str(resolve_checkpoint(init_from))}
+    model = model.to(device)
     diffusion = JointDiffusion(config.diffusion, device=device)
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=tc.lr_factor, patience=tc.lr_patience, min_lr=tc.min_lr)
@@ -161,14 +175,14 @@ def train_regressor(
                     torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
             opt.step()
             n = int(batch.num_atoms.numel())
-            total, seen = total + float(loss) * n, seen + n
+            total, seen = total + float(loss.detach()) * n, seen + n
         metrics = {"epoch": epoch, "train_loss": total / max(seen, 1), "lr": opt.param_groups[0]["lr"]}
         monitor = metrics["train_loss"]
         if val_loader is not None:
             metrics["val_loss"] = monitor = _val_loss(model, diffusion, val_loader, device, tc.val_seed)
         sched.step(monitor)
         metrics["time_s"] = time.perf_counter() - t0
-        ckpt = RegressorCheckpoint(config.regressor, config.diffusion, model.state_dict(), stored_scalers, metrics)
+        ckpt = RegressorCheckpoint(config.regressor, config.diffusion, model.state_dict(), stored_scalers, {**metrics, **warm})
         save_regressor(out / LAST, ckpt)
         if best is None or monitor < best:
             best = monitor

@@ -17,10 +17,11 @@ from typing import Any
 import torch
 from torch_geometric.loader import DataLoader
 
+from dosmatgen.checkpoint_paths import resolve_checkpoint
 from dosmatgen.data.store import DatasetStore
 from dosmatgen.data.torch_dataset import CrystalDOSDataset
-from dosmatgen.errors import StoreError
-from dosmatgen.surrogate.checkpoint import save_checkpoint
+from dosmatgen.errors import CheckpointError, StoreError
+from dosmatgen.surrogate.checkpoint import load_checkpoint, save_checkpoint
 from dosmatgen.surrogate.config import SurrogateTrainConfig
 from dosmatgen.surrogate.model import DOSSurrogate
 
@@ -69,10 +70,13 @@ def train_surrogate(
     *,
     train_split: str = "train",
     val_split: str = "val",
+    init_from: str | Path | None = None,
 ) -> SurrogateTrainResult:
     """Train a surrogate on ``train_split`` of ``store``, selecting the checkpoint on ``val_split``.
 
     Falls back to the training MAE for selection (with a warning) when the validation split is empty.
+    ``init_from`` (a surrogate checkpoint or ``bundled:NAME``) starts from its weights (fine-tuning); its model
+    config must equal this run's, and it is recorded as ``info["init_from"]`` in the checkpoint.
     """
     t_start = time.perf_counter()
     if config.num_threads:
@@ -94,7 +98,16 @@ def train_surrogate(
         raise StoreError(f"{ds.path}: {model_cfg.target} features have {grid.n} bins, the model outputs {model_cfg.out_dim}")
 
     device = torch.device(config.device)
-    model = DOSSurrogate(model_cfg).to(device)
+    model = DOSSurrogate(model_cfg)
+    if init_from is not None:
+        init_from = resolve_checkpoint(init_from)
+        start, _, _, _ = load_checkpoint(init_from)
+        if start.config != model_cfg:
+            diff = [f"{k}: checkpoint {v!r} vs requested {model_cfg.to_dict().get(k)!r}"
+                    for k, v in start.config.to_dict().items() if v != model_cfg.to_dict().get(k)]
+            raise CheckpointError(f"{init_from}: surrogate model config does not match ({'; '.join(diff)})")
+        model.load_state_dict(start.state_dict())
+    model = model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=config.lr_factor, patience=config.lr_patience, min_lr=config.min_lr
@@ -115,6 +128,7 @@ def train_surrogate(
         "val_split": val_split,
         "split_sizes": ds.split_sizes(),
         "train_config": config.to_dict(),
+        **({"init_from": str(init_from)} if init_from is not None else {}),
     }
 
     best, best_epoch, step, stopped_early = float("inf"), 0, 0, False
