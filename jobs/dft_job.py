@@ -5,6 +5,10 @@ task (``tasks_per_node=1``) and, when ``srun_args`` is given (e.g. ``["srun", "-
 starts the calculation itself through an inner ``srun`` of ``python -m jobs.dft_job`` (the MPI-parallel DFT
 step); locally it computes in-process.
 
+VASP (``dft.options.name: vasp``) runs its own parallel step: the engine starts ``launch_cmd`` in the calculation
+folder, and on Slurm this module supplies ``srun vasp_std`` when the config gives none (:func:`engine_options`); use
+it without ``srun_args``.
+
 The job is :class:`submitit.helpers.Checkpointable`: on timeout or preemption submitit requeues it with the same
 arguments, and because completed units are skipped via the run-store manifest, a requeued job never
 duplicates work. A failure is recorded under ``failures/dft/<target>/<k>.json`` and re-raised so that the
@@ -26,6 +30,20 @@ from typing import Any
 from submitit.helpers import Checkpointable
 
 
+#: how VASP is started inside a Slurm job when the config gives no ``launch_cmd`` (the library never calls srun)
+SLURM_VASP_LAUNCH = ["srun", "vasp_std"]
+
+
+def engine_options(options: dict[str, Any], environ: Any = None) -> dict[str, Any]:
+    """The engine options for this job: on Slurm (``SLURM_JOB_ID`` set) a VASP engine without a ``launch_cmd``
+    gets :data:`SLURM_VASP_LAUNCH`; everything else is passed through unchanged."""
+    env = os.environ if environ is None else environ
+    out = dict(options)
+    if out.get("name") == "vasp" and not out.get("launch_cmd") and env.get("SLURM_JOB_ID"):
+        out["launch_cmd"] = list(SLURM_VASP_LAUNCH)
+    return out
+
+
 def run_dft_unit(store_root: str, target_id: str, k: int, loader: str, options: dict[str, Any], workdir: str,
                  write: bool = True) -> dict[str, Any]:
     """Compute one slot in this process (skipped when already complete); ``write=False`` on MPI ranks > 0."""
@@ -35,7 +53,7 @@ def run_dft_unit(store_root: str, target_id: str, k: int, loader: str, options: 
     store = RunStore.open(store_root, mode="r+")
     if store.manifest.is_done("dft", target_id, k):
         return {"target": target_id, "k": k, "skipped": True}
-    engine = resolve_callable(loader)(**options)
+    engine = resolve_callable(loader)(**engine_options(options))
     info = dft_slot(store, target_id, k, engine, os.path.join(workdir, target_id, str(k)), write=write)
     return {"target": target_id, "k": k, **info}
 

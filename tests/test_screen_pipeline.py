@@ -153,3 +153,44 @@ def test_summary_draws_target_surrogate_dft_per_checked_candidate(tmp_path):
                                  {"checkpoint": "bundled:surrogate-small", "site": 0})
     crystal = store.target("ni").read_crystals("relax")[int(store.target("ni").selection()[0][0])]
     assert predict(crystal).shape == (crystal.num_atoms, SITE_GRID.n)
+
+
+def test_shipped_configs_name_real_loaders_that_accept_their_options(monkeypatch):
+    """Every stage loader of the shipped screen configs imports, and its options bind to the loader's signature;
+    nersc.yaml runs the paper's pipeline (diffusion model, MLFF relaxation, DOS-match ranking, VASP), not the
+    baselines."""
+    import inspect
+    from pathlib import Path
+
+    from dosmatgen.screen.stages import resolve_callable
+
+    monkeypatch.setenv("SCRATCH", "/scratch/u")
+    root = Path(__file__).resolve().parents[1] / "configs" / "screen"
+    for name in ("ci.yaml", "local.yaml", "nersc.yaml"):
+        cfg = load_screen_config(root / name)
+        for stage in (cfg.sample, cfg.relax, cfg.rank, cfg.dft):
+            fn = resolve_callable(stage.loader)
+            extra = {"device": "cpu"} if stage is cfg.sample and "device" in inspect.signature(fn).parameters else {}
+            inspect.signature(fn).bind(**stage.options, **extra)  # raises TypeError on an unknown option
+    nersc = load_screen_config(root / "nersc.yaml")
+    assert nersc.sample.loader.endswith(":load_diffusion_sampler")
+    assert nersc.sample.options["checkpoint"] == "/scratch/u/dosmatgen/train/paper/last.pt"
+    assert nersc.relax.loader.endswith(":load_mlff_relaxer") and nersc.relax.options["mlff"] == "orb"
+    assert nersc.rank.loader.endswith(":load_surrogate_scorer")
+    assert nersc.dft.options["name"] == "vasp" and nersc.dft.options["launch_cmd"][-1] == "vasp_std"
+    assert nersc.filters.max_formation_energy == 0.0
+    assert "baseline" not in (root / "nersc.yaml").read_text().split("dft:")[0].replace("baselines", "")
+
+
+def test_vasp_is_a_library_engine_and_jobs_supply_srun_on_slurm():
+    from dosmatgen.dft.engine import available_engines, get_engine
+    from jobs.dft_job import SLURM_VASP_LAUNCH, engine_options
+
+    assert "vasp" in available_engines()
+    assert get_engine("vasp", launch_cmd="srun vasp_std").launch_cmd == ["srun", "vasp_std"]
+    on_slurm = {"SLURM_JOB_ID": "42"}
+    assert engine_options({"name": "vasp"}, on_slurm)["launch_cmd"] == SLURM_VASP_LAUNCH == ["srun", "vasp_std"]
+    assert engine_options({"name": "vasp"}, {}) == {"name": "vasp"}  # off Slurm: inputs only, never srun
+    given = ["srun", "-n", "64", "vasp_std"]
+    assert engine_options({"name": "vasp", "launch_cmd": given}, on_slurm)["launch_cmd"] == given
+    assert engine_options({"name": "gpaw"}, on_slurm) == {"name": "gpaw"}

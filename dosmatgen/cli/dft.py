@@ -27,15 +27,6 @@ from pathlib import Path
 from dosmatgen.cli.rank import add_predictor_arguments, add_site_selection_arguments, predictor_from_args, site_selection_from_args
 
 ENGINES = ("gpaw", "vasp")
-VASP_ENGINE_TARGET = "dosmatgen.dft.vasp_engine:VASPEngine"
-
-
-def ensure_engines_registered() -> None:
-    """Register the VASP engine with the engine registry when it is not listed there yet."""
-    from dosmatgen.dft.engine import available_engines, register_engine
-
-    if "vasp" not in available_engines():
-        register_engine("vasp", VASP_ENGINE_TARGET)
 
 
 def register(subparsers) -> None:
@@ -66,7 +57,6 @@ def build_engine(args: argparse.Namespace):
     from dosmatgen.dft.engine import get_engine
     from dosmatgen.errors import InvalidRecordError
 
-    ensure_engines_registered()
     if args.engine == "vasp":
         return get_engine("vasp", launch_cmd=args.launch_cmd, potcar_spec=True if args.potcar_spec else None)
     if args.launch_cmd or args.potcar_spec:

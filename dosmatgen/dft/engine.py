@@ -72,6 +72,7 @@ class DFTEngine(ABC):
 #: name -> "module:ClassName"; imported lazily so that listing engines never imports a DFT code.
 _ENGINES: dict[str, str] = {
     "gpaw": "dosmatgen.dft.gpaw_engine:GPAWEngine",
+    "vasp": "dosmatgen.dft.vasp_engine:VASPEngine",
 }
 
 

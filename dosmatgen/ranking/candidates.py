@@ -19,7 +19,7 @@ from dosmatgen.crystal import Crystal
 from dosmatgen.errors import InvalidRecordError
 
 #: formation-energy column names recognised in a relaxation table (eV/atom), in order of preference
-FORMATION_ENERGY_COLUMNS = ("formation_energy_eV_per_atom", "formation_energy_per_atom", "formation_energy", "e_form")
+FORMATION_ENERGY_COLUMNS = ("formation_energy_eV_per_atom", "formation_energy_relaxed", "formation_energy_per_atom", "formation_energy", "e_form")
 #: columns whose non-empty values become flags of the candidate
 FLAG_COLUMNS = ("flags", "status", "reason")
 #: status values that are not problems (not shown as flags)
