@@ -37,6 +37,7 @@ class DFTStageReport:
     failed: list[dict[str, Any]] = field(default_factory=list)
     waiting_on_scheduler: bool = False
     job_ids: list[str] = field(default_factory=list)
+    in_flight: int = 0  # slots whose earlier Slurm job is still queued or running (not submitted again)
 
 
 def make_executor(folder: str | Path, options: dict[str, Any]) -> submitit.Executor:
@@ -51,6 +52,16 @@ def make_executor(folder: str | Path, options: dict[str, Any]) -> submitit.Execu
     params.setdefault("name", "dosmatgen-dft")
     ex.update_parameters(**params)
     return ex
+
+
+def make_executor_cluster(options: dict[str, Any]) -> str:
+    """The executor kind ``options`` asks for: ``auto`` means Slurm when ``srun`` is on PATH (as submitit decides)."""
+    import shutil
+
+    cluster = options.get("cluster", "local")
+    if cluster == "auto":
+        return "slurm" if shutil.which("srun") else "local"
+    return cluster
 
 
 def is_scheduler(executor: submitit.Executor) -> bool:
@@ -71,6 +82,63 @@ def pending_units(store, max_attempts: int) -> tuple[list[tuple[str, int]], list
     return todo, given_up
 
 
+#: Slurm job states in which a submitted DFT job may still produce its result
+ACTIVE_STATES = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
+                 "RESIZING", "SUSPENDED", "STAGE_OUT", "SIGNALING", "RESV_DEL_HOLD"}
+
+
+def squeue_states(job_ids: list[str], timeout_s: float = 60.0) -> dict[str, str]:
+    """``{job id: state}`` of the given jobs that Slurm still lists (array tasks as ``<array>_<index>``).
+
+    Raises RuntimeError when squeue fails: then nothing can be said about in-flight jobs, and resubmitting
+    blindly could run (and bill) the same calculations twice.
+    """
+    import subprocess
+
+    if not job_ids:
+        return {}
+    arrays = sorted({str(j).split("_")[0] for j in job_ids})
+    proc = subprocess.run(["squeue", "-h", "-r", "-o", "%i %T", "-j", ",".join(arrays)], capture_output=True,
+                          text=True, timeout=timeout_s)
+    if proc.returncode != 0 and "Invalid job id" not in proc.stderr:  # every listed job has left the queue
+        raise RuntimeError(f"squeue failed ({proc.returncode}): {proc.stderr.strip()}")
+    states = {}
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            states[parts[0]] = parts[1]
+    return {j: states[j] for j in map(str, job_ids) if j in states}
+
+
+def reconcile_submissions(store, states: dict[str, str]) -> list[tuple[str, int]]:
+    """Compare the latest Slurm submission of every unfinished slot with the queue (``states`` from
+    :func:`squeue_states`). Returns the slots whose job is still queued or running (not to be submitted again).
+    A job that left the queue without a result and without recording its own failure (killed for time or memory,
+    node failure, cancelled) gets a failure recorded here, so it counts as an attempt and is retried up to
+    ``max_attempts``."""
+    record_path = store.root / SUBMISSIONS_FILE
+    history = json.loads(record_path.read_text()) if record_path.is_file() else []
+    latest: dict[tuple[str, int], dict[str, Any]] = {}
+    for h in history:
+        if h.get("cluster") != "slurm":
+            continue
+        for j in h["jobs"]:
+            latest[(j["target"], int(j["k"]))] = j
+    in_flight = []
+    for (tid, k), j in sorted(latest.items()):
+        if store.manifest.is_done("dft", tid, k):
+            continue
+        state = states.get(str(j["job_id"]))
+        if state in ACTIVE_STATES:
+            in_flight.append((tid, k))
+        elif _attempts(store, tid, k) == int(j.get("attempts_before", 0)):
+            store.manifest.record_failure("dft", tid, k, f"Slurm job {j['job_id']} left the queue ({state or 'finished'}) "
+                                          "without a result or a failure record (time or memory limit, node failure, "
+                                          f"cancelled?); see its submitit log")
+            # recorded once: the attempt count now differs from the job's attempts_before
+    return in_flight
+
+
 def submit(store, units: list[tuple[str, int]], loader: str, options: dict[str, Any],
            executor_options: dict[str, Any]) -> tuple[submitit.Executor, list[submitit.Job]]:
     """Submit one job array over ``units``; the job ids are appended to ``<run>/dft_submissions.json``."""
@@ -81,7 +149,8 @@ def submit(store, units: list[tuple[str, int]], loader: str, options: dict[str, 
     record_path = store.root / SUBMISSIONS_FILE
     history = json.loads(record_path.read_text()) if record_path.is_file() else []
     history.append({"time": time.time(), "cluster": getattr(executor, "cluster", "?"),
-                    "jobs": [{"job_id": j.job_id, "target": u[0], "k": u[1]} for j, u in zip(jobs, units)]})
+                    "jobs": [{"job_id": j.job_id, "target": u[0], "k": u[1], "attempts_before": _attempts(store, *u)}
+                             for j, u in zip(jobs, units)]})
     tmp = record_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(history, indent=1))
     tmp.replace(record_path)
@@ -120,8 +189,20 @@ def run_dft_stage(store, loader: str, options: dict[str, Any], executor_options:
 
     report = DFTStageReport()
     while True:
+        in_flight: list[tuple[str, int]] = []
+        if make_executor_cluster(executor_options) == "slurm":
+            record_path = store.root / SUBMISSIONS_FILE
+            ids = [j["job_id"] for h in (json.loads(record_path.read_text()) if record_path.is_file() else [])
+                   if h.get("cluster") == "slurm" for j in h["jobs"]]
+            in_flight = reconcile_submissions(store, squeue_states(ids))
         units, given_up = pending_units(store, max_attempts)
+        units = [u for u in units if u not in set(in_flight)]
         report.failed = given_up
+        report.in_flight = len(in_flight)
+        if in_flight and not units:
+            report.waiting_on_scheduler = True
+            log.info("%d DFT jobs are still queued or running; collect them later with --resume", len(in_flight))
+            return report
         if not units:
             return report
         before = {u: _attempts(store, *u) for u in units}

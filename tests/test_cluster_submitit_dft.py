@@ -80,3 +80,54 @@ def test_local_executor_runs_one_real_gpaw_job(tmp_path):
     assert rep.completed == 1, rep.failed
     d = store.target("t0").read_dft(0)
     assert np.isfinite(d["site_dos"]).all() and d["site_dos"].max() > 0 and np.isfinite(d["energy"])
+
+
+def _slurm_history(store, jobs):
+    import json
+
+    (store.root / SUBMISSIONS_FILE).write_text(json.dumps([{"time": 0, "cluster": "slurm", "jobs": jobs}]))
+
+
+def test_resume_does_not_resubmit_queued_slurm_jobs_and_records_vanished_ones(tmp_path, monkeypatch):
+    """--resume while the DFT array is still in the queue: queued/running slots are left alone; a job that left
+    the queue without a result or failure record (killed by Slurm) counts as a failed attempt, once."""
+    import cluster.submitit_dft as sd
+
+    store = _prepared(tmp_path / "run", top_k=3)
+    _slurm_history(store, [{"job_id": "77_0", "target": "t0", "k": 0, "attempts_before": 0},
+                           {"job_id": "77_1", "target": "t0", "k": 1, "attempts_before": 0},
+                           {"job_id": "77_2", "target": "t0", "k": 2, "attempts_before": 0}])
+    in_flight = sd.reconcile_submissions(store, {"77_0": "PENDING", "77_1": "RUNNING"})
+    assert in_flight == [("t0", 0), ("t0", 1)]
+    (f,) = store.manifest.failures("dft", "t0")
+    assert int(f["unit"]) == 2 and f["attempts"] == 1 and "77_2 left the queue" in f["error"]
+    assert sd.reconcile_submissions(store, {"77_0": "PENDING", "77_1": "RUNNING"}) == in_flight
+    assert store.manifest.failures("dft", "t0")[0]["attempts"] == 1  # not counted twice
+
+    # the stage itself: with the array still queued nothing is submitted again
+    submitted = []
+    monkeypatch.setattr(sd, "squeue_states", lambda ids, timeout_s=60.0: {"77_0": "PENDING", "77_1": "RUNNING", "77_2": "PENDING"})
+    monkeypatch.setattr(sd, "submit", lambda *a, **k: submitted.append(a) or (None, []))
+    rep = sd.run_dft_stage(store, "x:y", {}, {"cluster": "slurm"}, max_attempts=2, progress=False)
+    assert submitted == [] and rep.in_flight == 3 and rep.waiting_on_scheduler and rep.submitted == 0
+
+
+def test_squeue_states_parses_array_tasks_and_reports_failures(monkeypatch):
+    import subprocess
+
+    import cluster.submitit_dft as sd
+
+    calls = []
+
+    def fake_run(cmd, **kw):
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0, "77_0 PENDING\n77_1 RUNNING\n90 RUNNING\n", "")
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    assert sd.squeue_states(["77_0", "77_1", "77_2"]) == {"77_0": "PENDING", "77_1": "RUNNING"}
+    assert calls[0][:5] == ["squeue", "-h", "-r", "-o", "%i %T"] and calls[0][-1] == "77"
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", "slurm_load_jobs error: Unable to contact slurm controller"))
+    with pytest.raises(RuntimeError, match="squeue failed"):
+        sd.squeue_states(["77_0"])
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", "slurm_load_jobs error: Invalid job id specified"))
+    assert sd.squeue_states(["77_0"]) == {}
