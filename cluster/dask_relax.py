@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from cluster.progress_metrics import FAILED, RELAXED, ProgressCounters
+
 log = logging.getLogger(__name__)
 
 _RELAXERS: dict[str, Any] = {}
@@ -128,12 +130,15 @@ def run_relax(
         for tid, shard in units
     ]
     totals = {"relaxed": 0, "passed": 0, "failed": 0}
+    counters = ProgressCounters()  # shown on the Ray dashboard when the driver is connected to Ray
     pids: set[int] = set()
     with tqdm(total=len(futures), desc="relax", unit="shard", disable=not progress) as bar:
         for fut in as_completed(futures, timeout=timeout_s):
             res = fut.result(timeout=timeout_s)
             for k in totals:
                 totals[k] += res[k]
+            counters.inc(RELAXED, res["relaxed"], target=res["target"])
+            counters.inc(FAILED, res["failed"], target=res["target"])
             pids.add(res["pid"])
             bar.update(1)
     return RelaxReport(len(units), totals["relaxed"], totals["passed"], totals["failed"], pids, time.perf_counter() - t0)

@@ -10,8 +10,9 @@ started; since a shard is marked complete only after all its rows are written, t
 N candidates and no duplicates. Every ``ray.wait``/``ray.get`` has a timeout (an actor asking for a GPU that
 does not exist would otherwise wait forever).
 
-Progress counters are exported with ``ray.util.metrics`` (``dosmatgen_candidates_sampled``,
-``dosmatgen_sample_shards_failed``) and actors are named ``dosmatgen-sampler-<i>``.
+Progress counters are exported with ``ray.util.metrics`` (:mod:`cluster.progress_metrics`:
+``dosmatgen_candidates_sampled`` from the actors, ``dosmatgen_sample_shards_failed`` from the driver) and actors
+are named ``dosmatgen-sampler-<i>``.
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ from typing import Any, Iterable
 
 import ray
 
+from cluster.progress_metrics import SAMPLE_SHARDS_FAILED, SAMPLED, ProgressCounters
+
 log = logging.getLogger(__name__)
 
-SAMPLED_METRIC = "dosmatgen_candidates_sampled"
+SAMPLED_METRIC = SAMPLED  # kept for callers of the old name
 
 
 @dataclass
@@ -55,9 +58,9 @@ class SamplingActor:
         self.sampler = resolve_callable(loader)(**options, device=self.device)
         self.load_seconds = time.perf_counter() - t0
         self.loads = 1
-        from ray.util.metrics import Counter
+        from cluster.progress_metrics import ProgressCounters
 
-        self.counter = Counter(SAMPLED_METRIC, description="candidates sampled and written to the run store", tag_keys=("target",))
+        self.counters = ProgressCounters()
 
     def info(self) -> dict[str, Any]:
         return {
@@ -77,7 +80,7 @@ class SamplingActor:
             self.stores[store_root] = RunStore.open(store_root, mode="r+")
         n = sample_shard(self.stores[store_root], target_id, shard, self.sampler)
         if n:
-            self.counter.inc(n, tags={"target": target_id})
+            self.counters.inc(SAMPLED, n, target=target_id)
         return target_id, shard, n
 
 
@@ -147,6 +150,7 @@ def run_sampling(
     restarts = 0
     written = 0
     bar = tqdm(total=total, desc="sample", unit="shard", disable=not progress)
+    counters = ProgressCounters()
     try:
         while queue or inflight:
             while queue and idle:
@@ -165,6 +169,7 @@ def run_sampling(
                     _, _, n = ray.get(ref, timeout=timeout_s)
                 except (ray.exceptions.RayActorError, ray.exceptions.ActorDiedError) as exc:
                     restarts += 1
+                    counters.inc(SAMPLE_SHARDS_FAILED, 1, target=unit[0])
                     log.warning("sampling actor died on %s (%s); requeueing the shard", unit, exc)
                     if restarts > max_actor_restarts:
                         raise RuntimeError(f"{restarts} sampling actors died; giving up") from exc

@@ -18,7 +18,11 @@ from dosmatgen.screen.stages import FilterConfig, sample_shard  # noqa: E402
 pytestmark = pytest.mark.cluster
 
 
-def test_local_cluster_relaxes_every_shard_once(tmp_path):
+def test_local_cluster_relaxes_every_shard_once(tmp_path, monkeypatch):
+    import cluster.dask_relax as dask_relax
+
+    counted: list[tuple[str, float, str]] = []  # what the driver reports to the Ray dashboard counters
+    monkeypatch.setattr(dask_relax.ProgressCounters, "inc", lambda self, name, value, *, target: counted.append((name, value, target)))
     store = small_store(tmp_path, n=12, shard_size=3)
     sampler = load_random_sampler(["Al", "Cu", "Ni"], 14.0, 1.5)
     for s in range(4):
@@ -33,6 +37,9 @@ def test_local_cluster_relaxes_every_shard_once(tmp_path):
     assert (rep.shards, rep.relaxed, rep.failed) == (4, 12, 0)
     assert len(rep.worker_pids) == 2  # two worker processes shared the shards
     assert again.relaxed == 0  # the manifest makes the stage idempotent
+    relaxed = sum(v for name, v, t in counted if name == dask_relax.RELAXED and t == "t0")
+    failed = sum(v for name, v, t in counted if name == dask_relax.FAILED and t == "t0")
+    assert (relaxed, failed) == (12, 0)
     t = store.target("t0")
     assert t.pending("relax") == []
     e0, e1 = t.column("relax/energy_unrelaxed"), t.column("relax/energy_relaxed")

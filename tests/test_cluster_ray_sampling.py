@@ -110,6 +110,29 @@ def test_metrics_counter_reads_back_sampled_n(tmp_path):
     assert total == 12
 
 
+def test_driver_side_relax_counters_reach_the_metrics_endpoint():
+    """The relax stage's counters are incremented by the driver (as Dask shards finish): they are exported too."""
+    from cluster.progress_metrics import FAILED, RELAXED, ProgressCounters
+
+    counters = ProgressCounters()
+    counters.inc(RELAXED, 7, target="driver-target")
+    counters.inc(FAILED, 2, target="driver-target")
+    counters.inc(FAILED, 0, target="driver-target")  # nothing to add: no-op
+    found: dict[str, float] = {}
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=10).read().decode()
+        for name in (RELAXED, FAILED):
+            pat = re.compile(rf'^ray_{name}(?:_total)?\{{([^}}]*)\}}\s+([0-9.e+]+)$', re.M)
+            vals = [float(v) for labels, v in pat.findall(text) if 'target="driver-target"' in labels]
+            if vals:
+                found[name] = max(vals)
+        if found.get(RELAXED) == 7 and found.get(FAILED) == 2:
+            break
+        time.sleep(0.5)
+    assert found == {RELAXED: 7.0, FAILED: 2.0}
+
+
 def test_actor_waiting_for_a_missing_gpu_times_out(tmp_path):
     store = small_store(tmp_path, n=12, shard_size=4)
     with pytest.raises(TimeoutError, match="GPU that does not exist"):
