@@ -83,13 +83,13 @@ def stage_relax(cfg: ScreenConfig, store: RunStore, progress: bool) -> dict[str,
         opts = dict(cfg.relax.backend_options)
         timeout = float(opts.pop("timeout_s", 3600))
         with dask_client(opts) as client:
-            rep = run_relax(client, store.root, units, cfg.relax.loader, cfg.relax.options, cfg.filters,
+            rep = run_relax(client, store.root, units, cfg.relax.loader, cfg.relax.options, cfg.filters_by_target(),
                             timeout_s=timeout, progress=progress)
         return {"shards": rep.shards, "relaxed": rep.relaxed, "passed": rep.passed, "failed": rep.failed, "seconds": rep.seconds}
     relaxer = resolve_callable(cfg.relax.loader)(**cfg.relax.options)
     totals = {"relaxed": 0, "passed": 0, "failed": 0}
     for tid, shard in tqdm(units, desc="relax", unit="shard", disable=not progress):
-        for k, v in relax_shard(store, tid, shard, relaxer, cfg.filters).items():
+        for k, v in relax_shard(store, tid, shard, relaxer, cfg.filters_for(tid)).items():
             totals[k] += v
     return {"shards": len(units), **totals, "seconds": time.perf_counter() - t0}
 

@@ -42,6 +42,10 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="structures per MLFF call (default 64)")
     p.add_argument("--no-formation-energy", action="store_true", help="skip elemental references and formation energies")
     p.add_argument("--max-formation-energy", type=float, default=0.0, help="threshold filter, eV/atom (default 0)")
+    p.add_argument("--competing-phases", default=None, metavar="PATH",
+                   help="known phases (CIF, folder/zip of CIFs, extxyz), relaxed with the same MLFF: adds energy_above_hull")
+    p.add_argument("--max-e-above-hull", type=float, default=None, metavar="E",
+                   help="with --competing-phases: also require energy above hull <= E eV/atom to pass the filter")
     p.add_argument("--reference-cache", default=None, help="JSON cache of elemental reference energies (default ~/.cache/dosmatgen)")
     p.set_defaults(func=cmd_relax)
 
@@ -128,15 +132,32 @@ def cmd_relax(args) -> int:
             values = [(math.nan, math.nan)] * len(usable)
         lookup = {r.index: v for r, v in zip(usable, values)}
         e_form = [lookup.get(r.index, (math.nan, math.nan)) for r in results]
-    stability = StabilityFilter(max_formation_energy=args.max_formation_energy)
+    if args.max_e_above_hull is not None and not args.competing_phases:
+        raise InvalidRecordError("--max-e-above-hull needs --competing-phases")
+    if args.competing_phases and args.no_formation_energy:
+        raise InvalidRecordError("--competing-phases needs the elemental references: drop --no-formation-energy")
+    e_hull = [math.nan] * len(results)
+    competing_note = ""
+    if args.competing_phases:
+        from dosmatgen.relax.competing_phases import CompetingPhases
+
+        competing = CompetingPhases.load(args.competing_phases, relaxer)
+        refs = ElementalReferences(mlff, cache_path=args.reference_cache)
+        e_hull = [competing.energy_above_hull(r.relaxed, r.energy_relaxed, refs) if r.ok else math.nan for r in results]
+        competing_note = (f"{len(competing.phases)} competing phases from {args.competing_phases}"
+                          + (f"; not used: " + "; ".join(f"{i}: {why}" for i, why in competing.rejected) if competing.rejected else ""))
+    stability = StabilityFilter(max_formation_energy=args.max_formation_energy, max_energy_above_hull=args.max_e_above_hull)
 
     rows = []
-    for rid, r, (ef0, ef1) in zip(ids, results, e_form):
+    for rid, r, (ef0, ef1), eh in zip(ids, results, e_form, e_hull):
         row = r.summary()
         row["id"] = rid
         row["formation_energy_initial"] = ef0
         row["formation_energy_relaxed"] = ef1
-        row["passes_filter"] = bool(r.ok and stability.passes(ef1)) if not args.no_formation_energy else None
+        if args.competing_phases:
+            row["energy_above_hull"] = eh
+        row["passes_filter"] = (bool(r.ok and stability.passes(ef1, eh if args.competing_phases else None))
+                                if not args.no_formation_energy else None)
         rows.append(row)
     for rid, msg in unreadable:
         rows.append({"id": rid, "status": "unreadable", "reason": msg})
@@ -162,6 +183,8 @@ def cmd_relax(args) -> int:
         "seconds": round(relaxer.wall_seconds, 2),
         "max_formation_energy": args.max_formation_energy,
         "reference_note": reference_note,
+        "competing_phases": competing_note or None,
+        "max_energy_above_hull": args.max_e_above_hull,
         "rows": [{k: _clean(v) for k, v in row.items()} for row in rows],
     }
     with atomic_write(out / "relax_table.json") as fh:
@@ -177,5 +200,7 @@ def cmd_relax(args) -> int:
         print(f"formation energy <= {args.max_formation_energy} eV/atom: {passed}")
     if reference_note:
         print(f"note: {reference_note}")
+    if competing_note:
+        print(f"energy above hull: {competing_note}")
     print(f"wrote {out}/relax_table.csv, relax_table.json" + (", relaxed.extxyz, relaxed_cif.zip" if ok else ""))
     return 0 if ok else 1

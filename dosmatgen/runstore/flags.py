@@ -40,6 +40,8 @@ class Flag(enum.IntFlag):
     ATOMS_COLLAPSED = 4096
     #: relaxed, but no formation energy: an element without an elemental reference (e.g. Z > 83)
     NO_FORMATION_ENERGY = 8192
+    #: energy above the hull of the user's competing phases over the filter's threshold, or unknown (eV/atom)
+    ABOVE_HULL = 16384
 
 
 #: RelaxResult.failure kinds (dosmatgen.relax.result.FAILURE_KINDS) -> the bits set with RELAX_FAILED
@@ -71,6 +73,7 @@ _REASONS = {
     Flag.CELL_EXPLODED: "relaxation failed: cell exploded or collapsed",
     Flag.ATOMS_COLLAPSED: "relaxation failed: atoms collapsed",
     Flag.NO_FORMATION_ENERGY: "no formation energy (element without a reference)",
+    Flag.ABOVE_HULL: "energy above hull too high (or unknown)",
 }
 
 

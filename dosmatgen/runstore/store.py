@@ -17,6 +17,8 @@ Directory layout (``root`` is the run directory)::
         targets/<target>/relax/energy_unrelaxed (R,)       float64 eV/atom (MLFF, before relaxation)
         targets/<target>/relax/energy_relaxed  (R,)        float64 eV/atom
         targets/<target>/relax/formation_energy (R,)       float64 eV/atom
+        targets/<target>/relax/energy_above_hull (R,)      float64 eV/atom (NaN without competing phases; runs
+                                                           created before it existed lack the array)
         targets/<target>/relax/steps           (R,)        int32
         targets/<target>/relax/flags           (R,)        uint32  :class:`~dosmatgen.runstore.flags.Flag` bits
         targets/<target>/rank/score            (R,)        float64 lower is better; NaN = not ranked
@@ -208,7 +210,7 @@ def _create_target_arrays(group: Any, layout: RunLayout, plan: TargetPlan, index
 
     per_atom("relax/frac_coords", "float64", np.nan, (3,))
     per_candidate("relax/lattice", "float64", np.nan, (3, 3))
-    for name in ("energy_unrelaxed", "energy_relaxed", "formation_energy"):
+    for name in ("energy_unrelaxed", "energy_relaxed", "formation_energy", "energy_above_hull"):
         per_candidate(f"relax/{name}", "float64", np.nan)
     per_candidate("relax/steps", "int32", -1)
     per_candidate("relax/flags", "uint32", 0)
@@ -318,6 +320,7 @@ class TargetRun:
         formation_energy: np.ndarray,
         steps: np.ndarray,
         flags: np.ndarray,
+        energy_above_hull: np.ndarray | None = None,
     ) -> None:
         """Write relaxed structures (same atoms, same order as sampled), energies (eV/atom) and filter flags."""
         self._check_writable()
@@ -325,6 +328,8 @@ class TargetRun:
         n = b - a
         arrays = {"energy_unrelaxed": energy_unrelaxed, "energy_relaxed": energy_relaxed,
                   "formation_energy": formation_energy, "steps": steps, "flags": flags}
+        if energy_above_hull is not None:
+            arrays["energy_above_hull"] = energy_above_hull
         for name, arr in arrays.items():
             if np.shape(arr) != (n,):
                 raise StoreError(f"target {self.id!r} shard {shard}: {name} has shape {np.shape(arr)}, expected ({n},)")
@@ -355,8 +360,9 @@ class TargetRun:
         g = self._g
         g["relax/frac_coords"][a0:a1] = x
         g["relax/lattice"][r0:r1] = lat
-        for name in ("energy_unrelaxed", "energy_relaxed", "formation_energy"):
-            g[f"relax/{name}"][r0:r1] = pad(np.asarray(arrays[name], dtype=np.float64), np.nan, "float64")
+        for name in ("energy_unrelaxed", "energy_relaxed", "formation_energy", "energy_above_hull"):
+            if name in arrays and f"relax/{name}" in g:  # runs created before energy_above_hull lack the array
+                g[f"relax/{name}"][r0:r1] = pad(np.asarray(arrays[name], dtype=np.float64), np.nan, "float64")
         g["relax/steps"][r0:r1] = pad(np.asarray(steps), -1, "int32")
         g["relax/flags"][r0:r1] = pad(np.asarray(flags), 0, "uint32")
 

@@ -6,6 +6,7 @@ which document every key). Relative paths are resolved against the config file's
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,8 @@ class TargetConfig:
     target: str | None = None
     site: int = 0
     unconditioned: bool = False
+    #: this target's overrides of relax.filter (e.g. max_formation_energy, max_energy_above_hull)
+    filter: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,14 @@ class ScreenConfig:
     rank: StageConfig
     dft: StageConfig
     dft_max_attempts: int
+
+    def filters_for(self, target_id: str) -> FilterConfig:
+        """relax.filter with the target's own thresholds (``targets[i].filter``) applied."""
+        t = next(t for t in self.targets if t.id == target_id)
+        return dataclasses.replace(self.filters, **t.filter) if t.filter else self.filters
+
+    def filters_by_target(self) -> dict[str, FilterConfig]:
+        return {t.id: self.filters_for(t.id) for t in self.targets}
 
 
 class _Section:
@@ -132,6 +143,20 @@ def _expand_env(node: Any) -> Any:
     return node
 
 
+#: relax.filter keys a target may override (thresholds that depend on the chemistry of the target)
+TARGET_FILTER_KEYS = ("max_formation_energy", "max_energy_above_hull")
+
+
+def _filter_overrides(t: "_Section") -> dict[str, Any]:
+    f = t.section("filter") if "filter" in t.data else None
+    if f is None:
+        return {}
+    values = {k: f.get(k, float, None) for k in TARGET_FILTER_KEYS}
+    out = {k: v for k, v in values.items() if k in f.data}
+    f.finish()
+    return out
+
+
 def load_screen_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> ScreenConfig:
     """Read and validate a screen config. ``overrides`` maps dotted keys (e.g. ``"run.dir"``) to values."""
     path = Path(path)
@@ -184,6 +209,7 @@ def load_screen_config(path: str | os.PathLike, overrides: dict[str, Any] | None
             target=spec,
             site=t.get("site", int, 0, check=lambda v: None if v >= 0 else "must be >= 0"),
             unconditioned=t.get("unconditioned", bool, False),
+            filter=_filter_overrides(t),
         )
         if (tc.target is None) == (not tc.unconditioned):
             raise t.error("target", "give exactly one of 'target' (a target spec) or 'unconditioned: true'")
@@ -208,6 +234,7 @@ def load_screen_config(path: str | os.PathLike, overrides: dict[str, Any] | None
         min_distance=f.get("min_distance", float, 0.5),
         max_formation_energy=f.get("max_formation_energy", float, None),
         volume_per_atom=(float(vpa[0]), float(vpa[1])),
+        max_energy_above_hull=f.get("max_energy_above_hull", float, None),
     )
     f.finish()
     relax_sec.finish()

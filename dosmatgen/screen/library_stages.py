@@ -69,13 +69,17 @@ class MLFFRelaxer:
     """Relaxer contract around :class:`dosmatgen.relax.BatchedRelaxer` (energies per atom, eV)."""
 
     def __init__(self, mlff: str = "chgnet", mlff_options: dict[str, Any] | None = None, fmax: float = 0.05,
-                 max_steps: int = 500, batch_size: int = 64, references_cache: str | None = None) -> None:
+                 max_steps: int = 500, batch_size: int = 64, references_cache: str | None = None,
+                 competing_phases: str | None = None) -> None:
         from dosmatgen.relax import BatchedRelaxer, RelaxSettings, get_mlff
+        from dosmatgen.relax.competing_phases import CompetingPhases
         from dosmatgen.relax.references import ElementalReferences
 
         self.mlff = get_mlff(mlff, **dict(mlff_options or {}))
         self.relaxer = BatchedRelaxer(self.mlff, RelaxSettings(fmax=float(fmax), max_steps=int(max_steps), batch_size=int(batch_size)))
         self.references = ElementalReferences(self.mlff, cache_path=references_cache)
+        # known phases for the energy above the hull, relaxed once by the same force field
+        self.competing = CompetingPhases.load(competing_phases, self.relaxer) if competing_phases else None
 
     def __call__(self, crystals: list[Crystal]) -> list[RelaxOutcome]:
         from dosmatgen.errors import InvalidRecordError
@@ -91,14 +95,19 @@ class MLFFRelaxer:
                 fe = formation_energy_per_atom(r.relaxed, r.energy_relaxed, self.references)
             except (KeyError, ValueError, InvalidRecordError):  # e.g. an element outside the reference set (Z > 83)
                 fe = float("nan")
+            e_hull = (self.competing.energy_above_hull(r.relaxed, r.energy_relaxed, self.references)
+                      if self.competing is not None else float("nan"))
             out.append(RelaxOutcome(r.relaxed, r.energy_initial_per_atom, r.energy_relaxed_per_atom, fe,
-                                    int(r.steps), bool(r.converged)))
+                                    int(r.steps), bool(r.converged), energy_above_hull=e_hull))
         return out
 
 
 def load_mlff_relaxer(mlff: str = "chgnet", mlff_options: dict[str, Any] | None = None, fmax: float = 0.05,
-                      max_steps: int = 500, batch_size: int = 64, references_cache: str | None = None) -> MLFFRelaxer:
-    return MLFFRelaxer(mlff, mlff_options, fmax, max_steps, batch_size, references_cache)
+                      max_steps: int = 500, batch_size: int = 64, references_cache: str | None = None,
+                      competing_phases: str | None = None) -> MLFFRelaxer:
+    """``competing_phases``: a CIF/extxyz file or a folder/zip of CIFs of known phases; each candidate then gets
+    its energy above their hull (``relax.filter.max_energy_above_hull`` cuts on it)."""
+    return MLFFRelaxer(mlff, mlff_options, fmax, max_steps, batch_size, references_cache, competing_phases)
 
 
 class SurrogateScorer:

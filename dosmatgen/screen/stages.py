@@ -24,7 +24,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -68,6 +68,8 @@ class RelaxOutcome:
     error: str | None = None
     #: why it failed, a key of dosmatgen.relax.result.FAILURE_KINDS (None: unknown or not failed)
     failure: str | None = None
+    #: eV/atom above the hull of the competing phases given to the relaxer (NaN: none given, or unknown)
+    energy_above_hull: float = float("nan")
 
 
 class Sampler(Protocol):
@@ -110,12 +112,15 @@ class FilterConfig:
     * ``max_formation_energy``: eV/atom, flag FORMATION_ENERGY_TOO_HIGH above it, NO_FORMATION_ENERGY when there is
       none (an element without an elemental reference); None = off
     * ``volume_per_atom``: (min, max) Å^3/atom, flag BAD_VOLUME outside
+    * ``max_energy_above_hull``: eV/atom, flag ABOVE_HULL above it or when unknown (the relaxer computes it from
+      the competing phases it was given, see ``load_mlff_relaxer(competing_phases=...)``); None = off
     """
 
     require_converged: bool = True
     min_distance: float = 0.5
     max_formation_energy: float | None = None
     volume_per_atom: tuple[float, float] = (2.0, 150.0)
+    max_energy_above_hull: float | None = None
 
 
 def filter_flags(outcome: RelaxOutcome, cfg: FilterConfig) -> int:
@@ -139,6 +144,10 @@ def filter_flags(outcome: RelaxOutcome, cfg: FilterConfig) -> int:
             flags |= Flag.NO_FORMATION_ENERGY
         elif fe > cfg.max_formation_energy:
             flags |= Flag.FORMATION_ENERGY_TOO_HIGH
+    if cfg.max_energy_above_hull is not None:
+        eh = outcome.energy_above_hull
+        if not np.isfinite(eh) or eh > cfg.max_energy_above_hull:
+            flags |= Flag.ABOVE_HULL
     return int(flags)
 
 
@@ -160,8 +169,12 @@ def sample_shard(store: RunStore, target_id: str, shard: int, sampler: Sampler) 
     return len(crystals)
 
 
-def relax_shard(store: RunStore, target_id: str, shard: int, relaxer: Relaxer, filters: FilterConfig) -> dict[str, int]:
-    """Relax and filter one shard; return counts {"relaxed", "passed", "failed"} (zeros if already done)."""
+def relax_shard(store: RunStore, target_id: str, shard: int, relaxer: Relaxer,
+                filters: FilterConfig | Mapping[str, FilterConfig]) -> dict[str, int]:
+    """Relax and filter one shard; return counts {"relaxed", "passed", "failed"} (zeros if already done).
+    ``filters``: one FilterConfig, or one per target id (per-target thresholds)."""
+    if not isinstance(filters, FilterConfig):
+        filters = filters[target_id]
     if store.manifest.is_done("relax", target_id, shard):
         return {"relaxed": 0, "passed": 0, "failed": 0}
     if not store.manifest.is_done("sample", target_id, shard):
@@ -187,6 +200,7 @@ def relax_shard(store: RunStore, target_id: str, shard: int, relaxer: Relaxer, f
         energy_unrelaxed=np.array([o.energy_unrelaxed for o in outcomes], dtype=np.float64),
         energy_relaxed=np.array([o.energy_relaxed for o in outcomes], dtype=np.float64),
         formation_energy=np.array([o.formation_energy for o in outcomes], dtype=np.float64),
+        energy_above_hull=np.array([o.energy_above_hull for o in outcomes], dtype=np.float64),
         steps=np.array([o.steps for o in outcomes], dtype=np.int32),
         flags=flags,
     )

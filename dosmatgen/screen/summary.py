@@ -18,6 +18,7 @@ import numpy as np
 
 from dosmatgen.crystal import Crystal
 from dosmatgen.dos.grid import SITE_GRID
+from dosmatgen.errors import StoreError
 from dosmatgen.runstore import RunStore, describe_flags
 
 
@@ -79,11 +80,20 @@ def ranked_rows(store: RunStore) -> list[dict[str, Any]]:
                 "num_atoms": crystal.num_atoms if crystal is not None else 0,
                 "formation_energy_eV_per_atom": float(t.column("relax/formation_energy")[int(row)]),
                 "energy_relaxed_eV_per_atom": float(t.column("relax/energy_relaxed")[int(row)]),
+                "energy_above_hull_eV_per_atom": _optional(t, "relax/energy_above_hull", int(row)),
                 "score": float(score),
                 "dft": "done" if done else ("failed" if any(int(f["unit"]) == k for f in store.manifest.failures("dft", t.id)) else "pending"),
                 "dft_energy_eV": t.read_dft(k)["energy"] if done else float("nan"),
             })
     return table
+
+
+def _optional(t, name: str, row: int) -> float:
+    """A per-candidate value that older runs lack (NaN then)."""
+    try:
+        return float(t.column(name)[row])
+    except StoreError:
+        return float("nan")
 
 
 def ranked_markdown(table: list[dict[str, Any]]) -> str:
