@@ -23,9 +23,9 @@ def _rocksalt(a_sym, b_sym, a):
     return Crystal.from_ase(bulk(f"{a_sym}{b_sym}", "rocksalt", a=a))
 
 
-def test_reference_set_covers_every_element_up_to_bi():
+def test_reference_set_covers_every_element_of_the_vocabulary():
     kinds = {}
-    for z in range(1, 84):
+    for z in range(1, 101):
         cands = reference_candidates(z)
         assert cands and all(c.z == z and c.crystal.num_atoms >= 1 for c in cands)
         kinds[z] = cands[0].kind
@@ -33,7 +33,7 @@ def test_reference_set_covers_every_element_up_to_bi():
     assert kinds[11] == kinds[13] == kinds[14] == "solid"
     assert kinds[5] == kinds[16] == "prototype"
     with pytest.raises(InvalidRecordError):
-        reference_candidates(92)
+        reference_candidates(101)  # beyond the model vocabulary
 
 
 def test_references_are_lazy_cached_and_keyed_by_mlff(tmp_path):
@@ -108,10 +108,21 @@ def test_chgnet_formation_energies_of_known_compounds(tmp_path):
         assert e_relaxed <= e_unrelaxed + 1e-6  # relaxing never raises the energy
 
 
-def test_element_without_reference_gives_nan_for_its_structures_only(tmp_path):
-    """Ra (Z = 88) is beyond the reference set (Z <= 83): structures holding it get NaN formation energies, the
-    others are computed (the bundled model can sample such elements; one must not cost the whole batch)."""
+def test_element_without_reference_gives_nan_for_its_structures_only(tmp_path, monkeypatch):
+    """An element that gets no reference (here Ra, with its reference construction made to fail): structures
+    holding it get NaN formation energies, the others are computed (one must not cost the whole batch)."""
     import numpy as np
+
+    import dosmatgen.relax.references as references
+
+    real = references.reference_candidates
+
+    def no_radium(z):
+        if int(z) == 88:
+            raise InvalidRecordError("no elemental reference for Z=88 (test)")
+        return real(z)
+
+    monkeypatch.setattr(references, "reference_candidates", no_radium)
 
     from dosmatgen.relax.batched_fire import BatchedRelaxer, RelaxSettings
     from dosmatgen.relax.formation_energy import elements_without_reference, formation_energies
@@ -126,3 +137,25 @@ def test_element_without_reference_gives_nan_for_its_structures_only(tmp_path):
     (ra0, ra1), (cu0, cu1) = formation_energies(results, refs)
     assert np.isnan(ra0) and np.isnan(ra1)
     assert np.isfinite(cu1)
+
+
+def test_the_reference_set_covers_the_whole_vocabulary_including_heavy_elements(tmp_path):
+    """Every element of the model's vocabulary (H..Fm) has reference structures; the heavy ones (Po..Fm) use ASE's
+    simple reference state or the prototype search, and a force field that supports them gives finite energies."""
+    import numpy as np
+
+    from dosmatgen.relax.mlff import get_mlff
+    from dosmatgen.relax.references import reference_candidates
+
+    kinds = {z: {c.kind for c in reference_candidates(z)} for z in range(1, 101)}
+    assert kinds[84] == {"solid"} and kinds[90] == {"solid"}  # Po sc, Th fcc: ASE's reference states
+    assert kinds[88] == {"prototype"} and kinds[92] == {"prototype"} and kinds[100] == {"prototype"}
+    for z in range(84, 101):
+        for cand in reference_candidates(z):
+            assert cand.crystal.min_interatomic_distance() > 1.0 and np.isfinite(cand.crystal.volume)
+    refs = ElementalReferences(get_mlff("lj"), cache_path=tmp_path / "lj.json")
+    refs.ensure({84, 88, 92, 94, 100})
+    assert all(np.isfinite(refs.known[z]) for z in (84, 88, 92, 94, 100))
+    chgnet = ElementalReferences(get_mlff("chgnet"), cache_path=tmp_path / "chgnet.json")
+    chgnet.ensure({88, 92})  # Ra, U: CHGNet covers Z <= 94
+    assert np.isfinite(chgnet.known[88]) and np.isfinite(chgnet.known[92])

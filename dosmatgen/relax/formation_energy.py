@@ -49,7 +49,7 @@ def formation_energy_per_atom(crystal: Crystal, total_energy: float, references:
 
 
 def elements_without_reference(elements: Iterable[int], references: ElementalReferences) -> list[int]:
-    """The atomic numbers among ``elements`` that get no elemental reference: outside the reference set (Z > 83)
+    """The atomic numbers among ``elements`` that get no elemental reference: outside the reference set (Z > 100)
     or not supported by the references' MLFF."""
     from dosmatgen.relax.references import reference_candidates
 

@@ -16,7 +16,12 @@ The reference set (what :func:`reference_candidates` builds for element Z):
   from the covalent radius. These are upper bounds of the true elemental energy (typically by 0.0 to
   0.3 eV/atom for B, P, S, Se, Te, Ga, Mn), so formation energies of their compounds come out too
   negative by that much; the cache records ``approximate: true`` for them.
-* Z > 83 is out of scope (the model vocabulary used for design stops at Bi); Tc, Pm are built but rare.
+* **Heavy elements Z = 84..100** (in the model's vocabulary, which runs to Fm; the bundled data stop at Bi):
+  ASE's reference state where it is a simple lattice (Po sc, Ac fcc, Th fcc), else the prototype search above
+  (At, Rn, Fr, Ra, Pa, U, Np, Pu and the later actinides). The prototype energy is an upper bound where the true
+  ground state is complex (α-U, α-Np and α-Pu are low-symmetry structures: expect it to be tenths of an eV/atom
+  too high there), recorded as ``approximate: true``. A force field that does not support an element (e.g.
+  CHGNet beyond Pu) gives no reference for it, and formation energies of its compounds are NaN.
 
 Each element is relaxed once (batched, all candidates of all missing elements in one run) and stored in
 a JSON cache keyed by the MLFF's ``cache_key`` (name@version), so a different model never reuses another
@@ -43,8 +48,10 @@ from dosmatgen.relax.prefilter import PrefilterSettings
 
 log = logging.getLogger(__name__)
 
-#: Elements covered by the reference set.
-MAX_REFERENCE_Z = 83
+#: Elements covered by the reference set: the whole model vocabulary (H..Fm).
+MAX_REFERENCE_Z = 100
+#: Beyond Bi, ASE reference states used as they are (simple lattices); the others go to the prototype search.
+HEAVY_SIMPLE_STATES = ("fcc", "bcc", "hcp", "sc")
 #: X2 molecules: bond length in Å (experimental equilibrium bond lengths, CRC Handbook).
 DIATOMIC_BOND_LENGTHS = {"H": 0.741, "N": 1.098, "O": 1.208, "F": 1.412, "Cl": 1.988, "Br": 2.281, "I": 2.666}
 #: Box edge for isolated molecules, Å (twice CHGNet's 6 Å graph cutoff).
@@ -100,6 +107,13 @@ def _prototype(sym: str, z: int, kind: str) -> Crystal:
     return Crystal.from_ase(atoms)
 
 
+def _simple_heavy_state(z: int) -> bool:
+    from ase.data import reference_states
+
+    state = reference_states[z] if z < len(reference_states) else None
+    return bool(state) and state.get("symmetry") in HEAVY_SIMPLE_STATES
+
+
 def reference_candidates(z: int) -> list[ReferenceCandidate]:
     """The structures tried for element ``z`` (see the module docstring)."""
     from ase.build import bulk
@@ -110,7 +124,7 @@ def reference_candidates(z: int) -> list[ReferenceCandidate]:
     sym = symbol(z)
     if sym in DIATOMIC_BOND_LENGTHS:
         return [ReferenceCandidate(z, "molecule", f"{sym}2 in {MOLECULE_BOX:g} A box", _molecule(sym, z), relax_cell=False)]
-    if sym in PROTOTYPE_SEARCH_ELEMENTS:
+    if sym in PROTOTYPE_SEARCH_ELEMENTS or (z > 83 and not _simple_heavy_state(z)):
         return [ReferenceCandidate(z, "prototype", p, _prototype(sym, z, p)) for p in PROTOTYPES]
     try:
         atoms = bulk(sym)

@@ -38,7 +38,7 @@ class Flag(enum.IntFlag):
     CELL_EXPLODED = 2048
     #: during relaxation: atoms collapsed onto each other, or the geometry became invalid
     ATOMS_COLLAPSED = 4096
-    #: relaxed, but no formation energy: an element without an elemental reference (e.g. Z > 83)
+    #: relaxed, but no formation energy: an element without an elemental reference (one the MLFF does not support)
     NO_FORMATION_ENERGY = 8192
     #: energy above the hull of the user's competing phases over the filter's threshold, or unknown (eV/atom)
     ABOVE_HULL = 16384

@@ -93,7 +93,7 @@ class MLFFRelaxer:
                 continue
             try:
                 fe = formation_energy_per_atom(r.relaxed, r.energy_relaxed, self.references)
-            except (KeyError, ValueError, InvalidRecordError):  # e.g. an element outside the reference set (Z > 83)
+            except (KeyError, ValueError, InvalidRecordError):  # e.g. an element the MLFF does not support
                 fe = float("nan")
             e_hull = (self.competing.energy_above_hull(r.relaxed, r.energy_relaxed, self.references)
                       if self.competing is not None else float("nan"))
