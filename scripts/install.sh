@@ -24,9 +24,10 @@ fi
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 . "$VENV/bin/activate"
 python -m pip install -q --upgrade pip
-# torch first, pinned: the CPU build of 2.13.0 is what this project tests on (other specs may pull a CUDA build).
+# torch first, pinned: 2.13.0 is what this project tests on. DOSMATGEN_TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# takes the CPU-only build (PyPI's Linux wheel bundles CUDA, several GB).
 python -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.13.0') else 1)" 2>/dev/null \
-  || python -m pip install -q torch==2.13.0
+  || python -m pip install -q torch==2.13.0 ${DOSMATGEN_TORCH_INDEX:+--index-url "$DOSMATGEN_TORCH_INDEX"}
 extras="cluster,mlff,sevenn,mp,test"
 [ "${DOSMATGEN_NO_DFT:-0}" = 1 ] || extras="$extras,dft"
 echo "[install] pip install -e .[$extras]"
