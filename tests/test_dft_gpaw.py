@@ -149,3 +149,17 @@ def _cmdline(pid: str) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except OSError:
         return ""
+
+
+def test_scf_non_convergence_is_recorded_as_failed_with_the_log_kept(tmp_path):
+    """Issue 5: DFT non-convergence is a recorded failure (kind not_converged) with GPAW's log kept; the batch goes
+    on to the next structure."""
+    out = tmp_path / "out"
+    engine = get_engine("gpaw", maxiter=2)  # two SCF iterations cannot converge Si2
+    s = compute_dos_dataset([("Si2-short", silicon()), ("Si2-short-b", silicon(5.5))], out, engine, TIME_LIMIT_S, progress=False)
+    assert [e["kind"] for e in s.failed] == ["not_converged", "not_converged"] and s.done == []
+    (line, _) = [json.loads(l) for l in (out / "failures.jsonl").read_text().splitlines()]
+    assert line["id"] == "Si2-short" and "did not converge" in line["error"]
+    log = out / "work" / "Si2-short" / "gpaw.txt"
+    assert log.exists() and "iter:" in log.read_text()
+    assert engine.settings()["maxiter"] == 2 and "maxiter" not in get_engine("gpaw").settings()

@@ -115,3 +115,25 @@ def test_orb_random_weight_architecture_runs_batched_offline():
     one = mlff.compute_crystals(crystals[1:])
     assert one.energy[0] == pytest.approx(out.energy[1], rel=1e-4, abs=1e-4)
     assert 118 in mlff.supported_elements
+
+
+@pytest.mark.mlff
+def test_orb_v2_loads_a_local_checkpoint_file(tmp_path):
+    """The paper's force field from a LOCAL weights file (as on a cluster without downloads): an orb-v2 state dict
+    saved to disk (random weights here: the real file is 100 MB and needs a network) loads through weights_path and
+    gives the same energies as the in-memory module."""
+    import torch
+    from orb_models.forcefield import pretrained
+    from orb_models.forcefield.atomic_system import SystemConfig
+
+    torch.manual_seed(0)
+    module = pretrained.orb_v2_architecture(device="cpu", system_config=SystemConfig(radius=6.0, max_num_neighbors=20))
+    path = tmp_path / "orb-v2-local.ckpt"
+    torch.save(module.state_dict(), path)
+    from_file = get_mlff("orb", model="orb-v2", weights_path=path)
+    assert from_file.version.endswith("/orb-v2/orb-v2-local.ckpt")
+    crystals = [rattled_fcc("Cu", 3.7, seed=0), lj_cluster_cell(14, seed=1)]
+    a = from_file.compute_crystals(crystals)
+    b = get_mlff("orb", module=module.eval()).compute_crystals(crystals)
+    np.testing.assert_allclose(a.energy, b.energy, rtol=1e-5, atol=1e-5)
+    assert np.all(np.isfinite(a.energy))

@@ -48,6 +48,10 @@ log = logging.getLogger(__name__)
 LOG_NAME = "gpaw.txt"
 
 
+#: GPAW's own default SCF iteration limit
+DEFAULT_MAXITER = 333
+
+
 @dataclass(frozen=True)
 class GPAWSettings:
     """The physical settings; the defaults are those of dos-gpaw-v1."""
@@ -62,6 +66,8 @@ class GPAWSettings:
     grid_emin: float = GPAW_V1_GRID.emin
     grid_emax: float = GPAW_V1_GRID.emax
     grid_n: int = GPAW_V1_GRID.n
+    #: SCF iteration limit (GPAW's default); a calculation that hits it fails as ``not_converged``
+    maxiter: int = DEFAULT_MAXITER
 
     @property
     def grid(self) -> EnergyGrid:
@@ -115,6 +121,8 @@ class GPAWEngine(DFTEngine):
             "standardize_symprec": float(p.symprec) if p.standardize else None,
             "energy_grid": p.grid.to_dict(),
             "gpaw_version": gpaw_version(),
+            # a convergence control, not physics: recorded only when changed, so records stay comparable
+            **({"maxiter": int(p.maxiter)} if p.maxiter != DEFAULT_MAXITER else {}),
         }
 
     def check_available(self) -> None:
@@ -151,6 +159,7 @@ class GPAWEngine(DFTEngine):
             kpts={"density": p.kpt_density, "gamma": True},
             occupations=FermiDirac(p.smearing_ev),
             spinpol=False,
+            maxiter=int(p.maxiter),
             txt=str(log_path),
         )
         atoms.calc = calc
