@@ -51,3 +51,52 @@ def test_local_cluster_relaxes_every_shard_once(tmp_path, monkeypatch):
     relaxed = t.read_crystals("relax")
     sampled = t.read_crystals("sample")
     assert all(r.num_atoms == s.num_atoms and (r.atomic_numbers == s.atomic_numbers).all() for r, s in zip(relaxed, sampled))
+
+
+def test_scheduler_file_cluster_as_started_by_the_batch_script(tmp_path):
+    """The Slurm path of the relax stage: a scheduler and workers started as separate processes with
+    ``dask scheduler/worker --scheduler-file`` (what slurm/screen.sh runs with srun --overlap), joined by the
+    driver through the scheduler file."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    dask_cli = shutil.which("dask", path=os.path.dirname(sys.executable)) or shutil.which("dask")
+    assert dask_cli, "the dask command (distributed) is not installed"
+    sched_file = tmp_path / "scheduler.json"
+    procs = [subprocess.Popen([dask_cli, "scheduler", "--scheduler-file", str(sched_file), "--host", "127.0.0.1",
+                               "--dashboard-address", "127.0.0.1:0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)]
+    try:
+        deadline = time.time() + 60
+        while not (sched_file.exists() and sched_file.stat().st_size) and time.time() < deadline:
+            time.sleep(0.2)
+        assert sched_file.exists(), "the scheduler did not write its file"
+        procs.append(subprocess.Popen([dask_cli, "worker", "--scheduler-file", str(sched_file), "--nworkers", "2",
+                                       "--nthreads", "1", "--local-directory", str(tmp_path / "w"), "--host", "127.0.0.1"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+        store = small_store(tmp_path / "run", n=6, shard_size=3)
+        sampler = load_random_sampler(["Al", "Cu", "Ni"], 14.0, 1.5)
+        for s in range(2):
+            sample_shard(store, "t0", s, sampler)
+        filters = FilterConfig(require_converged=False, min_distance=1.0)
+        opts = {"cluster": "scheduler_file", "scheduler_file": str(sched_file), "min_workers": 2, "wait_timeout_s": 120}
+        with dask_client(opts) as client:
+            rep = run_relax(client, store.root, [("t0", 0), ("t0", 1)], "dosmatgen.screen.baseline:load_emt_relaxer",
+                            {"fmax": 0.2, "steps": 5}, filters, timeout_s=300, progress=False)
+        assert (rep.shards, rep.relaxed) == (2, 6) and store.target("t0").pending("relax") == []
+        assert os.getpid() not in rep.worker_pids  # relaxed in the worker processes, not in the driver
+    finally:
+        for p in procs:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
