@@ -131,3 +131,17 @@ def test_squeue_states_parses_array_tasks_and_reports_failures(monkeypatch):
         sd.squeue_states(["77_0"])
     monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", "slurm_load_jobs error: Invalid job id specified"))
     assert sd.squeue_states(["77_0"]) == {}
+
+
+def test_dft_job_is_requeued_with_its_own_arguments():
+    """Checkpointable: on timeout or preemption submitit calls ``checkpoint`` and requeues what it returns; the
+    requeued job is the same unit (completed units are skipped through the manifest, so nothing is duplicated)."""
+    import submitit
+
+    from jobs.dft_job import DFTJob
+
+    job = DFTJob("/runs/x", "dosmatgen.dft.engine:get_engine", {"name": "gpaw"}, "/runs/x/dft_work", ["srun", "-n", "4"])
+    again = job.checkpoint("t0", 3)
+    assert isinstance(again, submitit.helpers.DelayedSubmission)
+    assert again.args == ("t0", 3) and again.function is job
+    assert (again.function.store_root, again.function.options, again.function.srun_args) == ("/runs/x", {"name": "gpaw"}, ["srun", "-n", "4"])

@@ -67,3 +67,35 @@ def test_submitit_slurm_executor_dft_job(tmp_path, monkeypatch):
     assert collected.submitted == 0  # --resume: nothing left to submit
     d = store.target("t0").read_dft(0)
     assert np.isfinite(d["site_dos"]).all()
+
+
+def test_submitit_slurm_inner_srun_setup_and_resume_while_queued(tmp_path, monkeypatch):
+    """The NERSC shape of the DFT stage on the real Slurm: one task per job, ``slurm_setup`` lines in the job
+    script, the calculation started by an inner ``srun`` (``srun_args``); a --resume while the job is still
+    queued or running submits nothing again (squeue), and the one after it finished collects the result."""
+    from test_cluster_submitit_dft import _prepared
+
+    from cluster.submitit_dft import SUBMISSIONS_FILE, run_dft_stage
+
+    monkeypatch.setenv("PYTHONPATH", str(TESTS_DIR))
+    store = _prepared(tmp_path / "run", top_k=1)
+    folder = tmp_path / "submitit"
+    opts = {"cluster": "slurm", "folder": str(folder), "slurm_partition": "debug", "timeout_min": 10, "cpus_per_task": 1,
+            "slurm_setup": ["export DOSMATGEN_SETUP_RAN=yes", "sleep 5"], "srun_args": ["srun", "--ntasks=1", "--overlap"]}
+    first = run_dft_stage(store, "screen_helpers:load_test_engine", {}, opts, max_attempts=1, progress=False)
+    assert first.waiting_on_scheduler and first.submitted == 1
+    job_id = first.job_ids[0]
+    again = run_dft_stage(store, "screen_helpers:load_test_engine", {}, opts, max_attempts=1, progress=False)
+    assert again.submitted == 0 and again.in_flight == 1 and again.waiting_on_scheduler  # the setup sleep keeps it busy
+    subprocess.run(["bash", "-c", f"while squeue -h -j {job_id} 2>/dev/null | grep -q .; do sleep 1; done"], timeout=600)
+    collected = run_dft_stage(store, "screen_helpers:load_test_engine", {}, opts, max_attempts=1, progress=False)
+    assert collected.submitted == 0 and collected.in_flight == 0 and store.manifest.failures("dft") == []
+    assert np.isfinite(store.target("t0").read_dft(0)["site_dos"]).all()
+    history = json.loads((store.root / SUBMISSIONS_FILE).read_text())
+    assert [len(h["jobs"]) for h in history] == [1]  # submitted exactly once
+    script = next(folder.glob(f"{job_id.split('_')[0]}*_submission.sh")).read_text()
+    assert "export DOSMATGEN_SETUP_RAN=yes" in script and "--ntasks-per-node=1" in script
+    import submitit
+
+    result = submitit.SlurmJob(folder, job_id).result()
+    assert result["srun"] is True  # computed by the inner srun step, not in the submitit task itself
