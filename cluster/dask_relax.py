@@ -99,9 +99,12 @@ def dask_client(options: dict[str, Any]) -> Iterator[Any]:
     elif kind == "slurm_cluster":
         from dask_jobqueue import SLURMCluster
 
-        kwargs = {k: v for k, v in options.items() if k not in ("cluster", "jobs")}
+        ours = ("cluster", "jobs", "log_level", "min_workers", "wait_timeout_s")
+        kwargs = {k: v for k, v in options.items() if k not in ours}
         with SLURMCluster(**kwargs) as cluster, Client(cluster) as client:
             cluster.scale(jobs=int(options.get("jobs", 1)))
+            if options.get("min_workers"):
+                client.wait_for_workers(int(options["min_workers"]), timeout=float(options.get("wait_timeout_s", 600)))
             yield client
     else:
         raise ValueError(f"relax.dask.cluster must be local, address, scheduler_file, slurm_runner or slurm_cluster, got {kind!r}")

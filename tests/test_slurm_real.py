@@ -99,3 +99,28 @@ def test_submitit_slurm_inner_srun_setup_and_resume_while_queued(tmp_path, monke
 
     result = submitit.SlurmJob(folder, job_id).result()
     assert result["srun"] is True  # computed by the inner srun step, not in the submitit task itself
+
+
+def test_relax_stage_on_a_dask_jobqueue_slurm_cluster(tmp_path):
+    """relax.dask.cluster: slurm_cluster (CPU nodes): dask-jobqueue submits the Dask workers as Slurm jobs and the
+    relax stage runs its shards on them."""
+    pytest.importorskip("dask_jobqueue")
+    from screen_helpers import small_store
+
+    from cluster.dask_relax import dask_client, run_relax
+    from dosmatgen.screen.baseline import load_random_sampler
+    from dosmatgen.screen.stages import FilterConfig, sample_shard
+
+    store = small_store(tmp_path / "run", n=6, shard_size=3)
+    sampler = load_random_sampler(["Al", "Cu", "Ni"], 14.0, 1.5)
+    for s in range(2):
+        sample_shard(store, "t0", s, sampler)
+    opts = {"cluster": "slurm_cluster", "queue": "debug", "cores": 1, "processes": 1, "memory": "1GB",
+            "walltime": "00:10:00", "interface": "lo", "python": sys.executable, "jobs": 1, "min_workers": 1,
+            "wait_timeout_s": 300, "log_directory": str(tmp_path / "dask-logs"), "local_directory": str(tmp_path / "w")}
+    with dask_client(opts) as client:
+        rep = run_relax(client, store.root, [("t0", 0), ("t0", 1)], "dosmatgen.screen.baseline:load_emt_relaxer",
+                        {"fmax": 0.2, "steps": 5}, FilterConfig(require_converged=False, min_distance=1.0),
+                        timeout_s=300, progress=False)
+    assert (rep.shards, rep.relaxed) == (2, 6) and store.target("t0").pending("relax") == []
+    assert os.getpid() not in rep.worker_pids
