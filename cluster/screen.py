@@ -74,11 +74,6 @@ def stage_relax(cfg: ScreenConfig, store: RunStore, progress: bool) -> dict[str,
     if cfg.relax.backend == "dask":
         from cluster.dask_relax import dask_client, run_relax
 
-        if cfg.sample.backend == "ray":  # the relax counters go to the run's Ray dashboard (also on --resume)
-            from cluster import ray_sampling
-
-            so = cfg.sample.backend_options
-            ray_sampling.connect(so.get("address"), so.get("num_cpus"), so.get("num_gpus"))
 
         opts = dict(cfg.relax.backend_options)
         timeout = float(opts.pop("timeout_s", 3600))

@@ -6,7 +6,7 @@ starts the calculation itself through an inner ``srun`` of ``python -m jobs.dft_
 step); locally it computes in-process.
 
 VASP (``dft.options.name: vasp``) runs its own parallel step: the engine starts ``launch_cmd`` in the calculation
-folder, and on Slurm this module supplies ``srun vasp_std`` when the config gives none (:func:`engine_options`); use
+folder, and on Slurm this module supplies ``srun --overlap -n <CPUs/2> vasp_std`` when the config gives none (:func:`engine_options`); use
 it without ``srun_args``.
 
 The job is :class:`submitit.helpers.Checkpointable`: on timeout or preemption submitit requeues it with the same
@@ -30,17 +30,31 @@ from typing import Any
 from submitit.helpers import Checkpointable
 
 
-#: how VASP is started inside a Slurm job when the config gives no ``launch_cmd`` (the library never calls srun)
-SLURM_VASP_LAUNCH = ["srun", "vasp_std"]
+#: how VASP is started inside a Slurm job when the config gives no ``launch_cmd`` (the library never calls srun):
+#: ``srun vasp_std`` with ``--overlap`` (the submitit task already holds the job's CPUs, so a plain inner srun would
+#: wait for them forever) and one MPI rank per 2 CPUs of the job (a bare srun inherits SLURM_NTASKS=1)
+SLURM_VASP_LAUNCH = ["srun", "--overlap", "vasp_std"]
+
+
+def slurm_vasp_launch(environ: Any = None) -> list[str]:
+    """The default VASP launch command for this Slurm job (see :data:`SLURM_VASP_LAUNCH`)."""
+    env = os.environ if environ is None else environ
+    try:
+        cpus = int(env.get("SLURM_CPUS_PER_TASK", "0"))
+    except ValueError:
+        cpus = 0
+    if cpus < 2:
+        return list(SLURM_VASP_LAUNCH)
+    return ["srun", "--overlap", f"--ntasks={cpus // 2}", "--cpus-per-task=2", "--cpu-bind=cores", "vasp_std"]
 
 
 def engine_options(options: dict[str, Any], environ: Any = None) -> dict[str, Any]:
     """The engine options for this job: on Slurm (``SLURM_JOB_ID`` set) a VASP engine without a ``launch_cmd``
-    gets :data:`SLURM_VASP_LAUNCH`; everything else is passed through unchanged."""
+    gets :func:`slurm_vasp_launch`; everything else is passed through unchanged."""
     env = os.environ if environ is None else environ
     out = dict(options)
     if out.get("name") == "vasp" and not out.get("launch_cmd") and env.get("SLURM_JOB_ID"):
-        out["launch_cmd"] = list(SLURM_VASP_LAUNCH)
+        out["launch_cmd"] = slurm_vasp_launch(env)
     return out
 
 

@@ -138,3 +138,22 @@ def test_relax_shard_stores_the_energy_above_hull_and_applies_per_target_filters
     sample_shard(store, "t0", 1, sampler)
     relax_shard(store, "t0", 1, relaxer, loose)
     assert not any(int(f) & Flag.ABOVE_HULL for f in t.column("relax/flags", 1))
+
+
+def test_screen_config_refuses_a_hull_cut_without_competing_phases(tmp_path):
+    from dosmatgen.screen.config import load_screen_config
+
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text("""
+run: {dir: run}
+targets:
+  - {id: alloy, target: target-Au3Ni, num_atoms: [4], candidates_per_num_atoms: 2}
+relax:
+  loader: dosmatgen.screen.library_stages:load_mlff_relaxer
+  options: {mlff: emt}
+  filter: {max_energy_above_hull: 0.1}
+""")
+    with pytest.raises(InvalidRecordError, match="needs relax.options.competing_phases"):
+        load_screen_config(cfg)
+    cfg.write_text(cfg.read_text().replace("{mlff: emt}", "{mlff: emt, competing_phases: known.cif}"))
+    assert load_screen_config(cfg).filters.max_energy_above_hull == 0.1

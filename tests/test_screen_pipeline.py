@@ -178,6 +178,7 @@ def test_shipped_configs_name_real_loaders_that_accept_their_options(monkeypatch
     assert nersc.relax.loader.endswith(":load_mlff_relaxer") and nersc.relax.options["mlff"] == "orb"
     assert nersc.rank.loader.endswith(":load_surrogate_scorer")
     assert nersc.dft.options["name"] == "vasp" and nersc.dft.options["launch_cmd"][-1] == "vasp_std"
+    assert "--overlap" in nersc.dft.options["launch_cmd"]  # an inner srun inside submitit's step needs it
     assert nersc.filters.max_formation_energy == 0.0
     assert "baseline" not in (root / "nersc.yaml").read_text().split("dft:")[0].replace("baselines", "")
 
@@ -189,7 +190,10 @@ def test_vasp_is_a_library_engine_and_jobs_supply_srun_on_slurm():
     assert "vasp" in available_engines()
     assert get_engine("vasp", launch_cmd="srun vasp_std").launch_cmd == ["srun", "vasp_std"]
     on_slurm = {"SLURM_JOB_ID": "42"}
-    assert engine_options({"name": "vasp"}, on_slurm)["launch_cmd"] == SLURM_VASP_LAUNCH == ["srun", "vasp_std"]
+    assert engine_options({"name": "vasp"}, on_slurm)["launch_cmd"] == SLURM_VASP_LAUNCH == ["srun", "--overlap", "vasp_std"]
+    # one rank per 2 CPUs of the job (a bare inner srun would inherit SLURM_NTASKS=1), overlapping submitit's step
+    assert engine_options({"name": "vasp"}, {**on_slurm, "SLURM_CPUS_PER_TASK": "128"})["launch_cmd"] == [
+        "srun", "--overlap", "--ntasks=64", "--cpus-per-task=2", "--cpu-bind=cores", "vasp_std"]
     assert engine_options({"name": "vasp"}, {}) == {"name": "vasp"}  # off Slurm: inputs only, never srun
     given = ["srun", "-n", "64", "vasp_std"]
     assert engine_options({"name": "vasp", "launch_cmd": given}, on_slurm)["launch_cmd"] == given

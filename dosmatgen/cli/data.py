@@ -137,17 +137,17 @@ def cmd_export(args) -> int:
 def cmd_pack(args) -> int:
     from pathlib import Path
 
-    from dosmatgen.dft.record_pack import pack_records, packed_ids, record_files
+    from dosmatgen.dft.record_pack import pack_records, packed_ids, record_files, record_ids
 
     out = Path(args.out)
-    if not out.name.startswith("dataset") or out.suffix != ".npz":
+    if not out.name.startswith("dataset-") or out.suffix != ".npz":
         raise SystemExit(f"dosmatgen data pack: error: --out must be named dataset-NAME.npz, got {out.name!r}")
     if out.exists():
         raise SystemExit(f"dosmatgen data pack: error: {out} exists; packs are never overwritten")
     known: set[str] = set()
     for folder in args.exclude:
         known |= packed_ids(folder)
-        known |= {str(f.stem) for f in record_files(folder)}
+        known |= record_ids(record_files(folder))
     files = [f for folder in args.folders for f in record_files(folder)]
     summary = pack_records(files, out, exclude=known, dtype=args.dtype)
     print(summary.line())

@@ -110,6 +110,12 @@ def cmd_relax(args) -> int:
 
     if args.fmax <= 0 or args.max_steps < 0 or args.batch_size < 1:
         raise InvalidRecordError("--fmax must be > 0, --max-steps >= 0 and --batch-size >= 1")
+    if args.max_e_above_hull is not None and not args.competing_phases:
+        raise InvalidRecordError("--max-e-above-hull needs --competing-phases")
+    if args.competing_phases and args.no_formation_energy:
+        raise InvalidRecordError("--competing-phases needs the elemental references: drop --no-formation-energy")
+    if args.competing_phases and not Path(args.competing_phases).exists():
+        raise InvalidRecordError("competing phases: no such file or folder", file=str(args.competing_phases))
     ids, crystals, unreadable = _read_inputs(args.inputs, args.stage, args.target)
     if not ids and not unreadable:
         raise InvalidRecordError("no structures to relax in " + ", ".join(map(str, args.inputs)))
@@ -132,16 +138,14 @@ def cmd_relax(args) -> int:
             values = [(math.nan, math.nan)] * len(usable)
         lookup = {r.index: v for r, v in zip(usable, values)}
         e_form = [lookup.get(r.index, (math.nan, math.nan)) for r in results]
-    if args.max_e_above_hull is not None and not args.competing_phases:
-        raise InvalidRecordError("--max-e-above-hull needs --competing-phases")
-    if args.competing_phases and args.no_formation_energy:
-        raise InvalidRecordError("--competing-phases needs the elemental references: drop --no-formation-energy")
     e_hull = [math.nan] * len(results)
     competing_note = ""
     if args.competing_phases:
         from dosmatgen.relax.competing_phases import CompetingPhases
 
-        competing = CompetingPhases.load(args.competing_phases, relaxer)
+        # their own relaxer, so that the counts and timings reported below are the candidates' alone
+        phase_relaxer = BatchedRelaxer(mlff, RelaxSettings(fmax=args.fmax, max_steps=args.max_steps, batch_size=args.batch_size))
+        competing = CompetingPhases.load(args.competing_phases, phase_relaxer)
         refs = ElementalReferences(mlff, cache_path=args.reference_cache)
         e_hull = [competing.energy_above_hull(r.relaxed, r.energy_relaxed, refs) if r.ok else math.nan for r in results]
         competing_note = (f"{len(competing.phases)} competing phases from {args.competing_phases}"

@@ -78,6 +78,11 @@ def packed_ids(folder: str | Path) -> set[str]:
     return ids
 
 
+def record_ids(files: Sequence[str | Path]) -> set[str]:
+    """The structure ids stored in record files (file names may be sanitised ids)."""
+    return {str(_load(Path(f))["ids"][0]) for f in files}
+
+
 def _load(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as z:

@@ -254,6 +254,10 @@ def load_screen_config(path: str | os.PathLike, overrides: dict[str, Any] | None
         raise dft_sec.error("dos_grid", f"needs emin < emax and n >= 2 ({exc})") from None
     channels = dft_sec.get("dos_channels", list, ["s", "p", "d"], check=lambda v: None if v and all(isinstance(c, str) for c in v) else "must be a list of names")
     dft_sec.finish()
+    hull_cut = filters.max_energy_above_hull is not None or any("max_energy_above_hull" in t.filter for t in targets)
+    if hull_cut and relax.loader.endswith(":load_mlff_relaxer") and not relax.options.get("competing_phases"):
+        raise top.error("relax.filter.max_energy_above_hull",
+                        "needs relax.options.competing_phases (without them every candidate would fail the cut)")
     top.finish()
     return ScreenConfig(path, run_dir, seed, shard_size, max_atoms, top_k, dos_grid, tuple(channels),
                         tuple(targets), sample, relax, filters, rank, dft, max_attempts)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch_geometric.loader import DataLoader
 
@@ -101,7 +102,13 @@ def train_surrogate(
     model = DOSSurrogate(model_cfg)
     if init_from is not None:
         init_from = resolve_checkpoint(init_from)
-        start, _, _, _ = load_checkpoint(init_from)
+        start, start_scaler, start_grid, _ = load_checkpoint(init_from)
+        if start_grid != grid:
+            raise CheckpointError(f"{init_from}: surrogate energy grid {start_grid} differs from the data's {grid}")
+        shift = float(np.max(np.abs(scaler.mean - start_scaler.mean) / np.maximum(start_scaler.std, 1e-12)))
+        if shift > 0.1:
+            log.warning("warm start from %s: the DOS scaler of this data differs from the checkpoint's by up to %.2f "
+                        "standard deviations; fine-tuning adapts to it", init_from, shift)
         if start.config != model_cfg:
             diff = [f"{k}: checkpoint {v!r} vs requested {model_cfg.to_dict().get(k)!r}"
                     for k, v in start.config.to_dict().items() if v != model_cfg.to_dict().get(k)]

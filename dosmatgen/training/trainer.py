@@ -30,7 +30,7 @@ from dosmatgen.training.checkpoint import DenoiserCheckpoint, load_checkpoint, s
 from dosmatgen.training.config import RunConfig
 from dosmatgen.training.keyed_randomness import keyed_step_draws
 from dosmatgen.training.step import evaluate_loss, train_step
-from dosmatgen.training.warm_start import warm_start_weights
+from dosmatgen.training.warm_start import scaler_shift, warm_start_weights
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +148,12 @@ def train(
             raise CheckpointError(f"{out} already holds a checkpoint; resume it (--resume) or choose another output folder")
         counts = num_atoms_counts(train_dataset)
         warm = {"init_from": str(resolve_checkpoint(init_from))} if init_from is not None else {}
+        if init_from is not None:
+            shift = scaler_shift(init_from, stored_scalers)
+            if shift is not None and shift > 0.1:
+                log.warning("warm start from %s: the DOS scaler of this data differs from the checkpoint's by up to "
+                            "%.2f standard deviations; fine-tuning adapts to it", init_from, shift)
+            warm["init_scaler_shift"] = shift
 
     val_loader = DataLoader(val_dataset, batch_size=tc.batch_size, shuffle=False) if val_dataset is not None and len(val_dataset) else None
     metrics: dict[str, Any] = {}

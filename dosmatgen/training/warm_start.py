@@ -30,3 +30,20 @@ def warm_start_weights(path: str | Path, config: RunConfig) -> dict[str, torch.T
     """
     ckpt = load_checkpoint(resolve_checkpoint(path), config.model, config.diffusion, map_location="cpu")
     return {k: v.detach().clone() for k, v in ckpt.inference_state(use_ema=True).items()}
+
+
+def scaler_shift(path: str | Path, scalers: dict | None) -> float | None:
+    """Largest change, in units of the checkpoint's standard deviation, between the DOS scaler means the checkpoint
+    was trained with and ``scalers`` (the new store's, as tensors); None when either has none. Fine-tuning adapts
+    to a small shift; a large one means the warm start begins far from its trained regime."""
+    ckpt = load_checkpoint(resolve_checkpoint(path), map_location="cpu")
+    if not ckpt.scalers or not scalers:
+        return None
+    worst = 0.0
+    for name, old in ckpt.scalers.items():
+        new = scalers.get(name)
+        if new is None or "mean" not in old or "mean" not in new or old["mean"].shape != new["mean"].shape:
+            continue
+        std = old["std"].abs().clamp_min(1e-12) if "std" in old else torch.ones_like(old["mean"])
+        worst = max(worst, float(((new["mean"].double() - old["mean"].double()).abs() / std.double()).max()))
+    return worst
