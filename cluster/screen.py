@@ -74,7 +74,6 @@ def stage_relax(cfg: ScreenConfig, store: RunStore, progress: bool) -> dict[str,
     if cfg.relax.backend == "dask":
         from cluster.dask_relax import dask_client, run_relax
 
-
         opts = dict(cfg.relax.backend_options)
         timeout = float(opts.pop("timeout_s", 3600))
         with dask_client(opts) as client:
