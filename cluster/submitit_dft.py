@@ -110,16 +110,25 @@ def squeue_states(job_ids: list[str], timeout_s: float = 60.0) -> dict[str, str]
     return {j: states[j] for j in map(str, job_ids) if j in states}
 
 
+def _history(store) -> list[dict[str, Any]]:
+    """The submissions recorded in ``<run>/dft_submissions.json`` (oldest first)."""
+    path = store.root / SUBMISSIONS_FILE
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def slurm_job_ids(store) -> list[str]:
+    """Every Slurm job id this run has submitted for DFT."""
+    return [str(j["job_id"]) for h in _history(store) if h.get("cluster") == "slurm" for j in h["jobs"]]
+
+
 def reconcile_submissions(store, states: dict[str, str]) -> list[tuple[str, int]]:
     """Compare the latest Slurm submission of every unfinished slot with the queue (``states`` from
     :func:`squeue_states`). Returns the slots whose job is still queued or running (not to be submitted again).
     A job that left the queue without a result and without recording its own failure (killed for time or memory,
     node failure, cancelled) gets a failure recorded here, so it counts as an attempt and is retried up to
     ``max_attempts``."""
-    record_path = store.root / SUBMISSIONS_FILE
-    history = json.loads(record_path.read_text()) if record_path.is_file() else []
     latest: dict[tuple[str, int], dict[str, Any]] = {}
-    for h in history:
+    for h in _history(store):
         if h.get("cluster") != "slurm":
             continue
         for j in h["jobs"]:
@@ -147,7 +156,7 @@ def submit(store, units: list[tuple[str, int]], loader: str, options: dict[str, 
     job = DFTJob(str(store.root), loader, options, str(store.root / "dft_work"), executor_options.get("srun_args"))
     jobs = executor.map_array(job, [u[0] for u in units], [u[1] for u in units]) if units else []
     record_path = store.root / SUBMISSIONS_FILE
-    history = json.loads(record_path.read_text()) if record_path.is_file() else []
+    history = _history(store)
     history.append({"time": time.time(), "cluster": getattr(executor, "cluster", "?"),
                     "jobs": [{"job_id": j.job_id, "target": u[0], "k": u[1], "attempts_before": _attempts(store, *u)}
                              for j, u in zip(jobs, units)]})
@@ -191,10 +200,7 @@ def run_dft_stage(store, loader: str, options: dict[str, Any], executor_options:
     while True:
         in_flight: list[tuple[str, int]] = []
         if make_executor_cluster(executor_options) == "slurm":
-            record_path = store.root / SUBMISSIONS_FILE
-            ids = [j["job_id"] for h in (json.loads(record_path.read_text()) if record_path.is_file() else [])
-                   if h.get("cluster") == "slurm" for j in h["jobs"]]
-            in_flight = reconcile_submissions(store, squeue_states(ids))
+            in_flight = reconcile_submissions(store, squeue_states(slurm_job_ids(store)))
         units, given_up = pending_units(store, max_attempts)
         units = [u for u in units if u not in set(in_flight)]
         report.failed = given_up

@@ -124,8 +124,8 @@ def cmd_relax(args) -> int:
     results = relaxer.run(crystals)
     e_form = [(math.nan, math.nan)] * len(results)
     reference_note = ""
-    if not args.no_formation_energy and any(r.ok for r in results):
-        refs = ElementalReferences(mlff, cache_path=args.reference_cache)
+    refs = None if args.no_formation_energy else ElementalReferences(mlff, cache_path=args.reference_cache)
+    if refs is not None and any(r.ok for r in results):
         usable = [r for r in results if r.ok]
         no_reference = elements_without_reference({int(z) for r in usable for z in r.initial.atomic_numbers}, refs)
         if no_reference:
@@ -146,7 +146,6 @@ def cmd_relax(args) -> int:
         # their own relaxer, so that the counts and timings reported below are the candidates' alone
         phase_relaxer = BatchedRelaxer(mlff, RelaxSettings(fmax=args.fmax, max_steps=args.max_steps, batch_size=args.batch_size))
         competing = CompetingPhases.load(args.competing_phases, phase_relaxer)
-        refs = ElementalReferences(mlff, cache_path=args.reference_cache)
         e_hull = [competing.energy_above_hull(r.relaxed, r.energy_relaxed, refs) if r.ok else math.nan for r in results]
         competing_note = (f"{len(competing.phases)} competing phases from {args.competing_phases}"
                           + (f"; not used: " + "; ".join(f"{i}: {why}" for i, why in competing.rejected) if competing.rejected else ""))

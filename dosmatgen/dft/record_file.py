@@ -77,8 +77,9 @@ def write_record_npz(record: DOSRecord, path: str | Path) -> Path:
     return path
 
 
-def read_record_npz(path: str | Path) -> DOSRecord:
-    """Read one record file written by :func:`write_record_npz` (raises InvalidRecordError naming the file)."""
+def read_record_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    """The arrays of one record file, as stored (raises InvalidRecordError naming the file when it is unreadable,
+    lacks a key or does not hold exactly one structure)."""
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -92,6 +93,15 @@ def read_record_npz(path: str | Path) -> DOSRecord:
         raise InvalidRecordError(f"cannot read record file ({type(err).__name__}: {err})", file=str(path)) from None
     if len(a["ids"]) != 1:
         raise InvalidRecordError(f"expected one structure per record file, found {len(a['ids'])}", file=str(path))
+    n = int(a["num_atoms"][0])
+    if n < 1 or a["atomic_numbers"].shape != (n,) or a["site_pdos"].shape[0] != n:
+        raise InvalidRecordError("not a one-structure record (num_atoms and per-site arrays disagree)", file=str(path))
+    return a
+
+
+def read_record_npz(path: str | Path) -> DOSRecord:
+    """Read one record file written by :func:`write_record_npz` (raises InvalidRecordError naming the file)."""
+    a = read_record_arrays(path)
     record = DOSRecord(
         id=str(a["ids"][0]),
         source=str(a["sources"][0]),

@@ -24,7 +24,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from dosmatgen.dft.record_file import RECORD_KEYS
+from dosmatgen.dft.record_file import read_record_arrays
 from dosmatgen.errors import InvalidRecordError
 
 PACK_PREFIX = "dataset"
@@ -80,24 +80,7 @@ def packed_ids(folder: str | Path) -> set[str]:
 
 def record_ids(files: Sequence[str | Path]) -> set[str]:
     """The structure ids stored in record files (file names may be sanitised ids)."""
-    return {str(_load(Path(f))["ids"][0]) for f in files}
-
-
-def _load(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in RECORD_KEYS if k not in z.files]
-            if missing:
-                raise InvalidRecordError(f"missing keys {missing}", file=str(path))
-            arrays = {k: z[k] for k in RECORD_KEYS}
-    except InvalidRecordError:
-        raise
-    except Exception as err:  # truncated or not an npz
-        raise InvalidRecordError(f"cannot read record file ({type(err).__name__}: {err})", file=str(path)) from None
-    n = int(arrays["num_atoms"][0]) if arrays["num_atoms"].shape == (1,) else -1
-    if arrays["ids"].shape != (1,) or n < 1 or arrays["atomic_numbers"].shape != (n,) or arrays["site_pdos"].shape[0] != n:
-        raise InvalidRecordError("not a one-structure record (ids, num_atoms and per-site arrays disagree)", file=str(path))
-    return arrays
+    return {str(read_record_arrays(f)["ids"][0]) for f in files}
 
 
 def pack_records(
@@ -120,10 +103,10 @@ def pack_records(
     kept: list[dict[str, np.ndarray]] = []
     seen: dict[str, Path] = {}
     summary = PackSummary(path=None)
-    grid = settings = None
+    grid = settings = first = None
     for raw in files:
         path = Path(raw)
-        arrays = _load(path)
+        arrays = read_record_arrays(path)
         rid = str(arrays["ids"][0])
         if rid in skip:
             summary.excluded.append(rid)
@@ -131,11 +114,11 @@ def pack_records(
         if rid in seen:
             raise InvalidRecordError(f"duplicate id, already read from {seen[rid]}", file=str(path), record=rid)
         if grid is None:
-            grid, settings = arrays["energy_grid"], str(arrays["settings"])
+            grid, settings, first = arrays["energy_grid"], str(arrays["settings"]), path
         elif not np.array_equal(arrays["energy_grid"], grid):
-            raise InvalidRecordError(f"energy grid differs from the first record's ({seen and next(iter(seen.values()))})", file=str(path), record=rid)
+            raise InvalidRecordError(f"energy grid differs from that of {first}", file=str(path), record=rid)
         elif str(arrays["settings"]) != settings:
-            raise InvalidRecordError(f"settings differ from the first record's: {arrays['settings']} vs {settings}", file=str(path), record=rid)
+            raise InvalidRecordError(f"settings differ from those of {first}: {arrays['settings']} vs {settings}", file=str(path), record=rid)
         seen[rid] = path
         kept.append(arrays)
     if not kept:

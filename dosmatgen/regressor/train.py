@@ -27,7 +27,7 @@ from dosmatgen.errors import CheckpointError, InvalidRecordError
 from dosmatgen.regressor.checkpoint import RegressorCheckpoint, load_regressor, save_regressor
 from dosmatgen.regressor.config import RegressorConfig
 from dosmatgen.regressor.model import NoisyDOSRegressor
-from dosmatgen.training.checkpoint import scalers_to_tensors
+from dosmatgen.training.checkpoint import config_differences, scalers_to_tensors
 from dosmatgen.training.config import DataConfig, TrainConfig
 
 LAST = "last.pt"
@@ -142,7 +142,7 @@ def train_regressor(
         start = load_regressor(init_from)
         for name, have, want in (("regressor", start.config, config.regressor), ("diffusion", start.diffusion_config, config.diffusion)):
             if have != want:
-                diff = [f"{k}: checkpoint {v!r} vs requested {want.to_dict().get(k)!r}" for k, v in have.to_dict().items() if v != want.to_dict().get(k)]
+                diff = config_differences(have.to_dict(), want.to_dict())
                 raise CheckpointError(f"{resolve_checkpoint(init_from)}: {name} config does not match ({'; '.join(diff)})")
         model.load_state_dict(start.state)
         warm = {"init_from": str(resolve_checkpoint(init_from))}

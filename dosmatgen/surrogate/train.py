@@ -25,6 +25,7 @@ from dosmatgen.errors import CheckpointError, StoreError
 from dosmatgen.surrogate.checkpoint import load_checkpoint, save_checkpoint
 from dosmatgen.surrogate.config import SurrogateTrainConfig
 from dosmatgen.surrogate.model import DOSSurrogate
+from dosmatgen.training.checkpoint import config_differences
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +111,7 @@ def train_surrogate(
             log.warning("warm start from %s: the DOS scaler of this data differs from the checkpoint's by up to %.2f "
                         "standard deviations; fine-tuning adapts to it", init_from, shift)
         if start.config != model_cfg:
-            diff = [f"{k}: checkpoint {v!r} vs requested {model_cfg.to_dict().get(k)!r}"
-                    for k, v in start.config.to_dict().items() if v != model_cfg.to_dict().get(k)]
+            diff = config_differences(start.config.to_dict(), model_cfg.to_dict())
             raise CheckpointError(f"{init_from}: surrogate model config does not match ({'; '.join(diff)})")
         model.load_state_dict(start.state_dict())
     model = model.to(device)

@@ -125,7 +125,8 @@ def save_checkpoint(path: str | Path, checkpoint: DenoiserCheckpoint) -> Path:
 _REQUIRED = ("format", "format_version", "model_config", "diffusion_config", "model_state")
 
 
-def _differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+def config_differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    """``"key: checkpoint X vs requested Y"`` for every key where two config dicts differ."""
     return [f"{k}: checkpoint {a.get(k)!r} vs requested {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
@@ -160,10 +161,10 @@ def load_checkpoint(
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: invalid config in checkpoint ({exc})") from None
     if expected_model_config is not None and model_config != expected_model_config:
-        diff = _differences(model_config.to_dict(), expected_model_config.to_dict())
+        diff = config_differences(model_config.to_dict(), expected_model_config.to_dict())
         raise CheckpointError(f"{path}: model config does not match ({'; '.join(diff)})")
     if expected_diffusion_config is not None and diffusion_config != expected_diffusion_config:
-        diff = _differences(diffusion_config.to_dict(), expected_diffusion_config.to_dict())
+        diff = config_differences(diffusion_config.to_dict(), expected_diffusion_config.to_dict())
         raise CheckpointError(f"{path}: diffusion config does not match ({'; '.join(diff)})")
     return DenoiserCheckpoint(
         model_config=model_config,
