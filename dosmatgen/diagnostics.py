@@ -130,7 +130,22 @@ def check_gpaw() -> Check:
     from gpaw.setup_data import search_for_file
 
     path = Path(search_for_file("Si.PBE")[0])
-    return Check("GPAW (local DFT)", OK, f"gpaw {gpaw.__version__}; PAW setups in {path.parent}")
+    # `import gpaw` is lazy: only a calculation loads the compiled extension (libxc, BLAS), so run a tiny one
+    ok, out = _probe(GPAW_PROBE)
+    if not ok:
+        return Check("GPAW (local DFT)", ERROR, f"gpaw {gpaw.__version__} installed, but a test calculation failed: {out}")
+    return Check("GPAW (local DFT)", OK, f"gpaw {gpaw.__version__}; PAW setups in {path.parent}; test SCF {out}")
+
+
+#: a two-second PBE LCAO SCF of H2, in a fresh interpreter so a crash of the compiled extension is reported, not fatal
+GPAW_PROBE = """
+import gpaw.cgpaw
+from ase import Atoms
+from gpaw import GPAW
+atoms = Atoms("H2", positions=[(0, 0, 0), (0, 0, 0.74)], cell=[3, 3, 3.5], pbc=True)
+atoms.calc = GPAW(mode="lcao", basis="sz(dzp)", h=0.3, xc="PBE", kpts=(1, 1, 1), txt=None)
+print(f"ok (H2 energy {atoms.get_potential_energy():.3f} eV)")
+"""
 
 
 def check_vasp() -> Check:

@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VENV=${DOSMATGEN_VENV:-.venv}
 
-apt_pkgs=(libxc-dev libopenblas-dev openmpi-bin libopenmpi-dev iproute2 util-linux)
+# compilers and headers build GPAW and mpi4py from source; iproute2/util-linux give `ip` and `unshare` to the tests
+apt_pkgs=(build-essential pkg-config python3-dev python3-venv libxc-dev libopenblas-dev openmpi-bin libopenmpi-dev
+          iproute2 util-linux)
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

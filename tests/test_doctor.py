@@ -38,3 +38,18 @@ def test_doctor_checks_given_orb_weights_and_a_broken_core(capsys, tmp_path, mon
     assert checks["bundled data and models"]["status"] == "error" and checks["bundled data and models"]["required"]
     main(["doctor"])
     assert "core: BROKEN" in capsys.readouterr().out
+
+
+def test_doctor_gpaw_line_runs_a_calculation(capsys, monkeypatch):
+    """`import gpaw` alone does not load the compiled extension; the doctor runs a tiny SCF and reports its failure."""
+    import dosmatgen.diagnostics as diagnostics
+
+    if diagnostics._version("gpaw") is None:
+        import pytest
+
+        pytest.skip("GPAW not installed (DOSMATGEN_NO_DFT=1)")
+    good = diagnostics.check_gpaw()
+    assert good.status == "ok" and "test SCF ok (H2 energy" in good.detail
+    monkeypatch.setattr(diagnostics, "GPAW_PROBE", "import gpaw.cgpaw; raise SystemExit('libxc.so.9: cannot open shared object')")
+    bad = diagnostics.check_gpaw()
+    assert bad.status == "error" and "test calculation failed" in bad.detail and "libxc.so.9" in bad.detail
