@@ -89,6 +89,10 @@ def test_cli_end_to_end_writes_metrics_tables_and_report(world, tmp_path, capsys
     assert p["software"]["dosmatgen"] and report["timing"]["total_s"] > 0
     assert report["hygiene"]["models"]["denoiser"]["train_split"] == "train"
     assert report["hygiene"]["models"]["denoiser"]["source"] == "checkpoint"  # recorded in the checkpoint itself
+    # the regressor (trained by the CLI) records its own splits, so no "assumed the denoiser's" note
+    assert report["hygiene"]["models"]["regressor"] == {"train_split": "train", "val_split": "val",
+                                                       "store": str(world["store"]), "source": "regressor checkpoint"}
+    assert not any("does not record its training split" in n for n in report["hygiene"]["notes"])
     assert report["conditioning_set"]["n_selected"] == 3 and report["conditioning_set"]["n_available"] == 7
     assert report["paper"]["structure_match"]["cfg"]["200"] == pytest.approx(0.816)
     for g in ("cfg", "classifier", "none", "uncond"):

@@ -75,6 +75,7 @@ def test_regressor_warm_start_cli(tmp_path, capsys):
     a = tmp_path / "a"
     assert main(["train-regressor", "--config", _regressor_yaml(tmp_path / "a.yaml"), "--data", STORE, "--out", str(a)]) == 0
     start = load_regressor(a / "last.pt")
+    assert start.data == {"store": STORE, "train_split": "train", "val_split": None}  # where it learned, for evaluate
     b = tmp_path / "b"
     assert main(["train-regressor", "--config", _regressor_yaml(tmp_path / "b.yaml", lr=1e-30), "--data", STORE,
                  "--out", str(b), "--init-from", str(a / "last.pt")]) == 0

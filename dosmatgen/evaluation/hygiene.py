@@ -73,12 +73,18 @@ def denoiser_training_splits(checkpoint_path: str | Path, training_section: Mapp
                           source="not recorded; assumed the trainer's defaults (train, selected on val)")
 
 
-def surrogate_training_splits(info: Mapping[str, Any]) -> TrainingSplits:
-    """The training splits recorded in a surrogate checkpoint's ``info``."""
-    found = _from_mapping(info)
+def recorded_training_splits(record: Mapping[str, Any], source: str) -> TrainingSplits:
+    """The training splits recorded in a checkpoint's mapping (``train_split``, ``val_split``, ``store``, at the top
+    or under ``data``): the surrogate's ``info``, the regressor's ``data``."""
+    found = _from_mapping(record)
     if found is None:
         return TrainingSplits(DEFAULT_TRAIN_SPLIT, DEFAULT_VAL_SPLIT, None, source="not recorded; assumed train/val")
-    return TrainingSplits(*found, source="surrogate checkpoint info")
+    return TrainingSplits(*found, source=source)
+
+
+def surrogate_training_splits(info: Mapping[str, Any]) -> TrainingSplits:
+    """The training splits recorded in a surrogate checkpoint's ``info``."""
+    return recorded_training_splits(info, "surrogate checkpoint info")
 
 
 @dataclass

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from torch import nn
@@ -21,6 +22,9 @@ from dosmatgen.dos.grid import SITE_GRID
 from dosmatgen.dos.scaler import PerBinStandardScaler
 from dosmatgen.errors import CheckpointError
 from dosmatgen.surrogate.predict import SurrogatePredictor
+
+if TYPE_CHECKING:
+    from dosmatgen.regressor.checkpoint import RegressorCheckpoint
 from dosmatgen.training.checkpoint import DenoiserCheckpoint, load_checkpoint, scalers_from_tensors
 
 
@@ -63,8 +67,9 @@ def require_site_conditioning(denoiser: LoadedDenoiser, guidance: str) -> None:
                               f"(cond_mode 'site', {SITE_GRID.n} bins); this one has cond_mode {cfg.cond_mode!r}")
 
 
-def load_regressor_model(path: str | Path, denoiser: LoadedDenoiser, device: str = "cpu") -> tuple[nn.Module, dict]:
-    """The classifier-guidance regressor in eval mode and its recorded metrics; CheckpointError when it does not fit."""
+def load_regressor_model(path: str | Path, denoiser: LoadedDenoiser, device: str = "cpu") -> tuple[nn.Module, RegressorCheckpoint]:
+    """The classifier-guidance regressor in eval mode and its checkpoint (metrics, training data); CheckpointError
+    when it does not fit the denoiser."""
     from dosmatgen.regressor.checkpoint import load_regressor
 
     path = Path(path)
@@ -77,7 +82,7 @@ def load_regressor_model(path: str | Path, denoiser: LoadedDenoiser, device: str
     scaler = _site_scaler(reg.scalers, path, "regressor checkpoint")
     if not np.allclose(scaler.mean, denoiser.site_scaler.mean) or not np.allclose(scaler.std, denoiser.site_scaler.std):
         raise CheckpointError(f"{path}: the regressor's site-DOS scaler differs from the denoiser's (trained on other data)")
-    return reg.build_model(device), dict(reg.metrics)
+    return reg.build_model(device), reg
 
 
 def load_surrogate(path: str | Path, device: str = "cpu") -> SurrogatePredictor:

@@ -29,7 +29,7 @@ from dosmatgen.errors import CheckpointError, InvalidRecordError
 from dosmatgen.evaluation.conditioning_set import ConditioningSet, load_conditioning_set, split_crystals
 from dosmatgen.evaluation.energies import FormationEnergyCalculator
 from dosmatgen.evaluation.figures import dos_examples_figure, energy_figure, match_rates_figure, training_curves_figure
-from dosmatgen.evaluation.hygiene import check_split, denoiser_training_splits, surrogate_training_splits
+from dosmatgen.evaluation.hygiene import check_split, denoiser_training_splits, recorded_training_splits, surrogate_training_splits
 from dosmatgen.evaluation.models import load_denoiser, load_regressor_model, load_surrogate, require_site_conditioning
 from dosmatgen.evaluation.paper_reference import paper_tables
 from dosmatgen.evaluation.provenance import file_record, software_versions, utc_now
@@ -154,16 +154,19 @@ def evaluate(
         if g in ("cfg", "none", "uncond"):
             require_site_conditioning(denoiser, g)
     predictor = load_surrogate(surrogate, device=settings.device) if surrogate is not None else None
-    regressor_model, regressor_metrics = (None, {})
+    regressor_model, regressor_ckpt = (None, None)
     if regressor is not None:
-        regressor_model, regressor_metrics = load_regressor_model(regressor, denoiser, device=settings.device)
+        regressor_model, regressor_ckpt = load_regressor_model(regressor, denoiser, device=settings.device)
+    regressor_metrics = dict(regressor_ckpt.metrics) if regressor_ckpt is not None else {}
 
     # -- hidden-split hygiene
     models = {"denoiser": denoiser_training_splits(checkpoint, denoiser.checkpoint.training)}
     if predictor is not None:
         models["surrogate"] = surrogate_training_splits(predictor.info)
+    if regressor_ckpt is not None and regressor_ckpt.data:
+        models["regressor"] = recorded_training_splits(regressor_ckpt.data, "regressor checkpoint")
     hygiene = check_split(settings.split, models, force=settings.force_split)
-    if regressor is not None:
+    if regressor_ckpt is not None and not regressor_ckpt.data:
         hygiene.notes.append("the regressor checkpoint does not record its training split (assumed the denoiser's)")
 
     # -- data

@@ -30,6 +30,8 @@ class RegressorCheckpoint:
     scalers: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     dosmatgen_version: str = __version__
+    #: where it was trained: {"store", "train_split", "val_split"} (empty in checkpoints written before this was kept)
+    data: dict[str, Any] = field(default_factory=dict)
 
     def build_model(self, device: torch.device | str = "cpu") -> NoisyDOSRegressor:
         model = NoisyDOSRegressor(self.config)
@@ -51,6 +53,7 @@ def save_regressor(path: str | Path, ckpt: RegressorCheckpoint) -> Path:
         "state": ckpt.state,
         "scalers": ckpt.scalers,
         "metrics": dict(ckpt.metrics),
+        "data": dict(ckpt.data),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path, "wb", encoding=None) as fh:
@@ -84,4 +87,5 @@ def load_regressor(path: str | Path, map_location: torch.device | str = "cpu") -
         scalers=payload.get("scalers") or {},
         metrics=payload.get("metrics") or {},
         dosmatgen_version=str(payload.get("dosmatgen_version", "unknown")),
+        data=payload.get("data") or {},
     )

@@ -123,11 +123,13 @@ def train_regressor(
     progress: bool = True,
     epochs: int | None = None,
     init_from: str | Path | None = None,
+    data: Mapping[str, Any] | None = None,
 ) -> RegressorTrainResult:
     """Adam + ReduceLROnPlateau + gradient clipping; writes ``last.pt``, ``best.pt`` (lowest validation loss, or
     training loss without a validation set) and ``metrics.jsonl`` into ``out_dir``. ``init_from`` (a regressor
     checkpoint or ``bundled:NAME`` with the same regressor and diffusion configs) starts from its weights
-    (fine-tuning); it is recorded as ``metrics["init_from"]`` in the checkpoints."""
+    (fine-tuning); it is recorded as ``metrics["init_from"]`` in the checkpoints. ``data`` ({"store", "train_split",
+    "val_split"}) is recorded in the checkpoints so that ``dosmatgen evaluate`` can refuse to score on a training split."""
     tc = config.training
     if len(train_dataset) == 0:
         raise ValueError("the training set is empty")
@@ -182,7 +184,8 @@ def train_regressor(
             metrics["val_loss"] = monitor = _val_loss(model, diffusion, val_loader, device, tc.val_seed)
         sched.step(monitor)
         metrics["time_s"] = time.perf_counter() - t0
-        ckpt = RegressorCheckpoint(config.regressor, config.diffusion, model.state_dict(), stored_scalers, {**metrics, **warm})
+        ckpt = RegressorCheckpoint(config.regressor, config.diffusion, model.state_dict(), stored_scalers, {**metrics, **warm},
+                                   data=dict(data or {}))
         save_regressor(out / LAST, ckpt)
         if best is None or monitor < best:
             best = monitor
