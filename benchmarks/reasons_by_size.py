@@ -20,10 +20,10 @@ def reasons_by_size(num_atoms: np.ndarray, flags: np.ndarray) -> dict[int, dict[
     out: dict[int, dict[str, float]] = {}
     for n in sorted(set(int(k) for k in num_atoms if k > 0)):
         f = flags[num_atoms == n]
-        row: dict[str, float] = {"n": float(f.size), "passed": 100.0 * float(np.mean(f == 0))}
+        row: dict[str, float] = {"n": float(f.size), "passed": round(100.0 * float(np.mean(f == 0)), 2)}
         for flag in Flag:
             if flag.value and np.any(f & flag.value):
-                row[flag.name.lower()] = 100.0 * float(np.mean((f & flag.value) > 0))
+                row[flag.name.lower()] = round(100.0 * float(np.mean((f & flag.value) > 0)), 2)
         out[n] = row
     return out
 

@@ -60,8 +60,11 @@ def _probe(code: str, timeout: float = 120.0) -> tuple[bool, str]:
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return False, f"no answer within {timeout:.0f} s"
-    text = (proc.stdout.strip() or proc.stderr.strip()).splitlines()
-    return proc.returncode == 0, (text[-1] if text else "")
+    ok = proc.returncode == 0
+    text = ((proc.stdout.strip() or proc.stderr.strip()) if ok else (proc.stderr.strip() or proc.stdout.strip())).splitlines()
+    if not ok and not text:
+        return False, f"exit code {proc.returncode} with no output"
+    return ok, (text[-1] if text else "")
 
 
 # ------------------------------------------------------------------------------------------------- core
@@ -137,7 +140,7 @@ def check_gpaw() -> Check:
     return Check("GPAW (local DFT)", OK, f"gpaw {gpaw.__version__}; PAW setups in {path.parent}; test SCF {out}")
 
 
-#: a two-second PBE LCAO SCF of H2, in a fresh interpreter so a crash of the compiled extension is reported, not fatal
+#: a PBE LCAO SCF of H2 (about 3 s here, start-up included), in a fresh interpreter so a crash of the compiled extension is reported, not fatal
 GPAW_PROBE = """
 import gpaw.cgpaw
 from ase import Atoms

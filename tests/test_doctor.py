@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from dosmatgen.cli.main import main
 
 
@@ -40,16 +42,18 @@ def test_doctor_checks_given_orb_weights_and_a_broken_core(capsys, tmp_path, mon
     assert "core: BROKEN" in capsys.readouterr().out
 
 
-def test_doctor_gpaw_line_runs_a_calculation(capsys, monkeypatch):
+@pytest.mark.gpaw
+def test_doctor_gpaw_line_runs_a_calculation(monkeypatch):
     """`import gpaw` alone does not load the compiled extension; the doctor runs a tiny SCF and reports its failure."""
+    pytest.importorskip("gpaw")
     import dosmatgen.diagnostics as diagnostics
 
-    if diagnostics._version("gpaw") is None:
-        import pytest
-
-        pytest.skip("GPAW not installed (DOSMATGEN_NO_DFT=1)")
     good = diagnostics.check_gpaw()
     assert good.status == "ok" and "test SCF ok (H2 energy" in good.detail
     monkeypatch.setattr(diagnostics, "GPAW_PROBE", "import gpaw.cgpaw; raise SystemExit('libxc.so.9: cannot open shared object')")
     bad = diagnostics.check_gpaw()
     assert bad.status == "error" and "test calculation failed" in bad.detail and "libxc.so.9" in bad.detail
+    # a crash with no output (a signal in the compiled code) still says what happened
+    monkeypatch.setattr(diagnostics, "GPAW_PROBE", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
+    crashed = diagnostics.check_gpaw()
+    assert crashed.status == "error" and "exit code -11 with no output" in crashed.detail

@@ -292,3 +292,22 @@ def test_relax_hook_gives_formation_energies(world, monkeypatch, tmp_path):
     fe = report["results"]["none"][str(T)]["formation_energy"]["unrelaxed_vs_ground_truth"]
     assert fe["generated"]["n_nonfinite"] == 1
     assert any("formation energies" in k for k in report["figures"])
+
+
+def test_regressor_training_split_is_refused_and_an_unrecorded_one_is_noted(world, tmp_path):
+    """A regressor trained on the evaluated split is refused like the denoiser; an older checkpoint without a
+    recorded split gets the 'assumed the denoiser's' note instead."""
+    import dataclasses
+
+    from dosmatgen.regressor.checkpoint import load_regressor, save_regressor
+
+    reg = load_regressor(world["regressor"])
+    on_test = save_regressor(tmp_path / "on_test.pt", dataclasses.replace(reg, data={"store": str(world["store"]),
+                                                                                  "train_split": "test", "val_split": "val"}))
+    with pytest.raises(SplitHygieneError, match=r"the regressor was trained on split 'test' \(regressor checkpoint\)"):
+        evaluate(world["checkpoint"], world["store"], split="test", t_starts=(T,), regressor=on_test)
+    old = save_regressor(tmp_path / "old.pt", dataclasses.replace(reg, data={}))
+    report = evaluate(world["checkpoint"], world["store"], split="test", t_starts=(T,), guidance=("none",), limit=1,
+                      novelty=False, regressor=old)
+    assert "regressor" not in report["hygiene"]["models"]
+    assert any("does not record its training split (assumed the denoiser's)" in n for n in report["hygiene"]["notes"])

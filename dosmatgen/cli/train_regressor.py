@@ -34,7 +34,7 @@ def _run(args) -> int:
     result = train_regressor(
         config, train_set, val_set, args.out, scalers={"site": train_set.site_scaler}, device=args.device, epochs=args.epochs,
         init_from=args.init_from,
-        data={"store": str(store), "train_split": config.data.train_split, "val_split": config.data.val_split},
+        data={"store": store},
     )
     print(f"trained {result.epochs} epochs; best loss {result.best_val:.4f}; checkpoint {result.best_checkpoint}")
     return 0

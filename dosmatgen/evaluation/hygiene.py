@@ -9,7 +9,9 @@ has seen. The denoiser checkpoint records its training split in one of two place
 
 When neither says, the trainer's default (``train``, selected on ``val``) is assumed and the report says so.
 The forward surrogate records its splits in its checkpoint info; a surrogate trained on the evaluated split
-would make the DOS-match numbers optimistic, so it is refused the same way. Splits are a pure function of a
+would make the DOS-match numbers optimistic, so it is refused the same way, and so is a split the classifier-
+guidance regressor recorded as its training split (``data`` in its checkpoint; an older regressor checkpoint
+without it is assumed to share the denoiser's splits, with a note in the report). Splits are a pure function of a
 structure id (:mod:`dosmatgen.data.split`), so the same split name means the same structures in any store
 built from the same records.
 """

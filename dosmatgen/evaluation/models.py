@@ -22,10 +22,10 @@ from dosmatgen.dos.grid import SITE_GRID
 from dosmatgen.dos.scaler import PerBinStandardScaler
 from dosmatgen.errors import CheckpointError
 from dosmatgen.surrogate.predict import SurrogatePredictor
+from dosmatgen.training.checkpoint import DenoiserCheckpoint, load_checkpoint, scalers_from_tensors
 
 if TYPE_CHECKING:
     from dosmatgen.regressor.checkpoint import RegressorCheckpoint
-from dosmatgen.training.checkpoint import DenoiserCheckpoint, load_checkpoint, scalers_from_tensors
 
 
 @dataclass

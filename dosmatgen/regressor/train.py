@@ -128,8 +128,9 @@ def train_regressor(
     """Adam + ReduceLROnPlateau + gradient clipping; writes ``last.pt``, ``best.pt`` (lowest validation loss, or
     training loss without a validation set) and ``metrics.jsonl`` into ``out_dir``. ``init_from`` (a regressor
     checkpoint or ``bundled:NAME`` with the same regressor and diffusion configs) starts from its weights
-    (fine-tuning); it is recorded as ``metrics["init_from"]`` in the checkpoints. ``data`` ({"store", "train_split",
-    "val_split"}) is recorded in the checkpoints so that ``dosmatgen evaluate`` can refuse to score on a training split."""
+    (fine-tuning); it is recorded as ``metrics["init_from"]`` in the checkpoints. The checkpoints also record where the
+    model learned, ``config.data`` updated by ``data`` (e.g. ``{"store": the store actually read}``), as strings, so
+    that ``dosmatgen evaluate`` can refuse to score on a training split."""
     tc = config.training
     if len(train_dataset) == 0:
         raise ValueError("the training set is empty")
@@ -139,6 +140,7 @@ def train_regressor(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(tc.seed)
         model = NoisyDOSRegressor(config.regressor)
+    recorded = {k: (None if v is None else str(v)) for k, v in {**asdict(config.data), **dict(data or {})}.items()}
     warm: dict[str, str] = {}
     if init_from is not None:
         start = load_regressor(init_from)
@@ -185,7 +187,7 @@ def train_regressor(
         sched.step(monitor)
         metrics["time_s"] = time.perf_counter() - t0
         ckpt = RegressorCheckpoint(config.regressor, config.diffusion, model.state_dict(), stored_scalers, {**metrics, **warm},
-                                   data=dict(data or {}))
+                                   data=recorded)
         save_regressor(out / LAST, ckpt)
         if best is None or monitor < best:
             best = monitor
