@@ -12,7 +12,8 @@ Candidates, at most 8 atoms, elements with Z <= 83, no Tc or Pm, La as the only 
 
 Ids already in dos-gpaw-v1 (or in its failures.jsonl) are left out; prototypes are also matched regardless of
 the order of the elements in the id (``B2-AlZn`` = ``B2-ZnAl``). Candidates of 6-8 atoms run first, then the
-others smallest cells first, the perov_5 rows last (see ``order_candidates``).
+others smallest cells first, then the perov_5 rows, and 6-8-atom cells made mostly of Mn/Fe/Co/Ni last (they
+are the slowest; see ``order_candidates``).
 
 Everything lands in OUT (default /work/grow/gpaw-v2, outside the repository) through
 ``dosmatgen.dft.compute.compute_dos_dataset``: ``records/<id>.npz``, ``failures.jsonl``, ``work/<id>/``.
@@ -332,16 +333,31 @@ def assemble_candidates(shared: Path, log) -> list[dict[str, Any]]:
     return out
 
 
+#: Mn, Fe, Co, Ni: with the non-spin-polarised dos-gpaw-v1 settings, cells made mostly of these are metals with a
+#: high DOS at E_F whose SCF converges slowly (2 min per iteration for Fe6Ni; Fe5CoNi hit the 1800 s limit)
+MAGNETIC_3D = frozenset({25, 26, 27, 28})
+
+
+def mostly_magnetic_3d(e: dict[str, Any]) -> bool:
+    """A cell of 6 or more atoms, at least half of them Mn/Fe/Co/Ni (see MAGNETIC_3D). The slow ones seen so far
+    (C16-Fe2Ni 1,026 s, Ni2In-Mn2Si 919 s, Fe5CoNi > 1,800 s) all have 6-8 atoms; smaller cells stay cheap."""
+    z = e.get("atomic_numbers") or []
+    return len(z) >= 6 and 2 * sum(1 for x in z if x in MAGNETIC_3D) >= len(z)
+
+
 def order_candidates(cands: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Cells of 6-8 atoms first (dos-gpaw-v1's train split has 22 of them, and the model samples 4-8 atoms), then
-    prototypes and MatterGen structures smallest cells first, and the ~7,000 perov_5 rows (all 5 atoms, a family
-    dos-gpaw-v1 already holds) last. Within one size, sources and families take turns, so every kind of chemistry
+    prototypes and MatterGen structures smallest cells first, then the ~7,000 perov_5 rows (all 5 atoms, a family
+    dos-gpaw-v1 already holds), and last the 6-8-atom cells made mostly of Mn/Fe/Co/Ni (:func:`mostly_magnetic_3d`), which
+    cost the most CPU per structure. Within one size, sources and families take turns, so every kind of chemistry
     advances together."""
     rank: Counter = Counter()
     keyed = []
     for e in sorted(cands, key=lambda e: (e["n_atoms"], e["id"])):
         group = (e["n_atoms"], e["source"], e["id"].split("-")[0])
         tier = 0 if e["n_atoms"] >= 6 else (2 if e["source"] == "cdvae-perov_5" else 1)
+        if mostly_magnetic_3d(e):
+            tier = 3
         keyed.append(((tier, e["n_atoms"], rank[group], e["source"], e["id"]), e))
         rank[group] += 1
     return [e for _, e in sorted(keyed, key=lambda t: t[0])]
