@@ -142,6 +142,8 @@ def check_gpaw() -> Check:
 
 #: a PBE LCAO SCF of H2 (about 3 s here, start-up included), in a fresh interpreter so a crash of the compiled extension is reported, not fatal
 GPAW_PROBE = """
+from dosmatgen.dft.gpaw_engine import prepare_serial_gpaw
+prepare_serial_gpaw()
 import gpaw.cgpaw
 from ase import Atoms
 from gpaw import GPAW

@@ -49,7 +49,7 @@ def test_doctor_gpaw_line_runs_a_calculation(monkeypatch):
     import dosmatgen.diagnostics as diagnostics
 
     good = diagnostics.check_gpaw()
-    assert good.status == "ok" and "test SCF ok (H2 energy" in good.detail
+    assert good.status == "ok" and "test SCF ok (H2 energy" in good.detail, good.detail
     monkeypatch.setattr(diagnostics, "GPAW_PROBE", "import gpaw.cgpaw; raise SystemExit('libxc.so.9: cannot open shared object')")
     bad = diagnostics.check_gpaw()
     assert bad.status == "error" and "test calculation failed" in bad.detail and "libxc.so.9" in bad.detail
@@ -57,3 +57,23 @@ def test_doctor_gpaw_line_runs_a_calculation(monkeypatch):
     monkeypatch.setattr(diagnostics, "GPAW_PROBE", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
     crashed = diagnostics.check_gpaw()
     assert crashed.status == "error" and "exit code -11 with no output" in crashed.detail
+
+
+@pytest.mark.gpaw
+def test_gpaw_runs_inside_an_mpi_task(monkeypatch):
+    """Inside an srun step or after an in-process MPI_Init by mpi4py (both export these variables) GPAW's serial
+    backend refuses to start; the engine drops them, so the doctor's probe (which goes through the engine's
+    preparation) and a DFT job still run. Without the preparation the same environment fails."""
+    pytest.importorskip("gpaw")
+    import subprocess
+    import sys
+
+    import dosmatgen.diagnostics as diagnostics
+
+    for var in ("PMIX_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE"):
+        monkeypatch.setenv(var, "1" if var != "PMIX_RANK" else "0")
+    monkeypatch.delenv("GPAW_MPI_BACKEND", raising=False)
+    check = diagnostics.check_gpaw()
+    assert check.status == "ok", check.detail
+    bare = subprocess.run([sys.executable, "-c", "from gpaw import GPAW; import gpaw.dft"], capture_output=True, text=True)
+    assert bare.returncode != 0 and "inside MPI launcher" in bare.stderr

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -84,6 +85,26 @@ def gpaw_version() -> str | None:
         return None
 
 
+#: the variables by which GPAW 26 (``gpaw._broadcast_imports``) decides that an MPI launcher started the process
+MPI_LAUNCHER_VARIABLES = ("PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "I_MPI_MPIRUN")
+
+
+def prepare_serial_gpaw() -> list[str]:
+    """This engine runs GPAW in one process (threads, no MPI). Inside an MPI task (a Slurm ``srun`` step, as
+    submitit's Slurm executor starts jobs, ``mpiexec``, or after an in-process ``MPI_Init`` by mpi4py, which
+    exports ``OMPI_COMM_WORLD_SIZE``) GPAW's serial backend refuses to start ("GPAW appears to be running inside
+    MPI launcher"). Drop those variables before GPAW's MPI module loads, unless the user chose a backend with
+    ``GPAW_MPI_BACKEND``; returns the names dropped."""
+    if "GPAW_MPI_BACKEND" in os.environ or "gpaw.mpi" in sys.modules:
+        return []
+    dropped = [v for v in MPI_LAUNCHER_VARIABLES if v in os.environ]
+    for v in dropped:
+        del os.environ[v]
+    if dropped:
+        log.info("running GPAW serially inside an MPI task: dropped %s from the environment", ", ".join(dropped))
+    return dropped
+
+
 class GPAWEngine(DFTEngine):
     """Site- and l-projected DOS from GPAW with the dos-gpaw-v1 settings (override any field of
     :class:`GPAWSettings` by keyword, e.g. ``GPAWEngine(ecut_ev=400)``)."""
@@ -128,6 +149,7 @@ class GPAWEngine(DFTEngine):
     def check_available(self) -> None:
         if gpaw_version() is None:
             raise EngineUnavailableError(INSTALL_HINT)
+        prepare_serial_gpaw()
         try:
             import gpaw  # noqa: F401
         except Exception as err:  # broken build (e.g. missing libxc at run time)
@@ -147,6 +169,7 @@ class GPAWEngine(DFTEngine):
             return self._run(computed, snapped, crystal, id, log_path)
 
     def _run(self, computed: Crystal, snapped: bool, crystal: Crystal, id: str, log_path: Path) -> DOSRecord:
+        prepare_serial_gpaw()
         from gpaw import GPAW, PW, FermiDirac, KohnShamConvergenceError
         from gpaw.dos import DOSCalculator
 
