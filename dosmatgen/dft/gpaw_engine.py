@@ -149,7 +149,7 @@ class GPAWEngine(DFTEngine):
     def check_available(self) -> None:
         if gpaw_version() is None:
             raise EngineUnavailableError(INSTALL_HINT)
-        prepare_serial_gpaw()
+        prepare_serial_gpaw()  # before GPAW's first import; compute_dos always passes through here
         try:
             import gpaw  # noqa: F401
         except Exception as err:  # broken build (e.g. missing libxc at run time)
@@ -169,7 +169,6 @@ class GPAWEngine(DFTEngine):
             return self._run(computed, snapped, crystal, id, log_path)
 
     def _run(self, computed: Crystal, snapped: bool, crystal: Crystal, id: str, log_path: Path) -> DOSRecord:
-        prepare_serial_gpaw()
         from gpaw import GPAW, PW, FermiDirac, KohnShamConvergenceError
         from gpaw.dos import DOSCalculator
 
