@@ -129,6 +129,9 @@ def check_orb(weights: str | os.PathLike | None = None) -> Check:
 def check_gpaw() -> Check:
     if _version("gpaw") is None:
         return Check("GPAW (local DFT)", MISSING, "optional: apt-get install libxc-dev libopenblas-dev, then pip install 'dosmatgen[dft]'")
+    from dosmatgen.dft.gpaw_engine import prepare_serial_gpaw
+
+    prepare_serial_gpaw()  # gpaw.setup_data loads gpaw.mpi, which refuses to start inside an MPI task
     import gpaw
     from gpaw.setup_data import search_for_file
 

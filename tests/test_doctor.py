@@ -62,8 +62,8 @@ def test_doctor_gpaw_line_runs_a_calculation(monkeypatch):
 @pytest.mark.gpaw
 def test_gpaw_runs_inside_an_mpi_task(monkeypatch):
     """Inside an srun step or after an in-process MPI_Init by mpi4py (both export these variables) GPAW's serial
-    backend refuses to start; the engine drops them, so the doctor's probe (which goes through the engine's
-    preparation) and a DFT job still run. Without the preparation the same environment fails."""
+    backend refuses to start; the doctor's probe goes through the engine's preparation (the same call as
+    ``GPAWEngine.check_available``) and still runs. Without the preparation the same environment fails."""
     pytest.importorskip("gpaw")
     import subprocess
     import sys
@@ -73,7 +73,29 @@ def test_gpaw_runs_inside_an_mpi_task(monkeypatch):
     for var in ("PMIX_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE"):
         monkeypatch.setenv(var, "1" if var != "PMIX_RANK" else "0")
     monkeypatch.delenv("GPAW_MPI_BACKEND", raising=False)
-    check = diagnostics.check_gpaw()
-    assert check.status == "ok", check.detail
     bare = subprocess.run([sys.executable, "-c", "from gpaw import GPAW; import gpaw.dft"], capture_output=True, text=True)
     assert bare.returncode != 0 and "inside MPI launcher" in bare.stderr
+    monkeypatch.delitem(sys.modules, "gpaw.mpi", raising=False)  # as in a fresh doctor process: GPAW's MPI not loaded yet
+    check = diagnostics.check_gpaw()  # in-process gpaw imports too, not only the probe
+    assert check.status == "ok", check.detail
+
+
+def test_prepare_serial_gpaw_drops_launcher_variables_unless_a_backend_is_chosen(monkeypatch):
+    """The launcher variables go before GPAW's MPI module loads; a user's GPAW_MPI_BACKEND keeps them (README)."""
+    import os
+    import sys
+
+    from dosmatgen.dft.gpaw_engine import MPI_LAUNCHER_VARIABLES, prepare_serial_gpaw
+
+    monkeypatch.delitem(sys.modules, "gpaw.mpi", raising=False)
+    monkeypatch.delenv("GPAW_MPI_BACKEND", raising=False)
+    for var in MPI_LAUNCHER_VARIABLES:
+        monkeypatch.setenv(var, "1")
+    assert sorted(prepare_serial_gpaw()) == sorted(MPI_LAUNCHER_VARIABLES)
+    assert not any(var in os.environ for var in MPI_LAUNCHER_VARIABLES)
+
+    for var in MPI_LAUNCHER_VARIABLES:
+        monkeypatch.setenv(var, "1")
+    monkeypatch.setenv("GPAW_MPI_BACKEND", "mpi4py")
+    assert prepare_serial_gpaw() == []
+    assert all(os.environ[var] == "1" for var in MPI_LAUNCHER_VARIABLES)
