@@ -311,3 +311,56 @@ def test_regressor_training_split_is_refused_and_an_unrecorded_one_is_noted(worl
                       novelty=False, regressor=old)
     assert "regressor" not in report["hygiene"]["models"]
     assert any("does not record its training split (assumed the denoiser's)" in n for n in report["hygiene"]["notes"])
+
+
+def _comparable(report):
+    """Results without the wall-clock timings (which differ between runs)."""
+    return {g: {t: {k: v for k, v in e.items() if k != "timing"} for t, e in by_t.items()}
+            for g, by_t in report["results"].items()}
+
+
+def test_resume_reuses_finished_settings_and_gives_the_same_report(world, tmp_path, monkeypatch, capsys):
+    """An interrupted run (here: only cfg at t_start 3 finished) resumed with the full grid reuses that setting and
+    computes only the rest; the report equals a fresh run's. Other inputs (a different seed), a corrupt cache file
+    or a deleted output file make the setting be recomputed, never reused."""
+    common = dict(surrogate=world["surrogate"], limit=3, seed=2, n_examples=1, novelty=False)
+    fresh = evaluate(world["checkpoint"], world["store"], t_starts=(3, T), guidance=("cfg", "none"), out=tmp_path / "fresh", **common)
+    assert fresh["provenance"]["resumed_settings"] == []
+    out = tmp_path / "resumed"
+    evaluate(world["checkpoint"], world["store"], t_starts=(3,), guidance=("cfg",), out=out, **common)
+    assert sorted(p.name for p in (out / "settings").iterdir()) == ["cfg_t3.json"]
+
+    import dosmatgen.evaluation.protocol as protocol
+
+    calls = []
+    real = protocol.reconstruct
+    monkeypatch.setattr(protocol, "reconstruct", lambda *a, **k: calls.append((k["guidance_name"], k["t_start"])) or real(*a, **k))
+    rc = main(["evaluate", "--checkpoint", str(world["checkpoint"]), "--data", str(world["store"]), "--t-start", "3", str(T),
+               "--guidance", "cfg", "none", "--surrogate", str(world["surrogate"]), "--limit", "3", "--seed", "2",
+               "--examples", "1", "--no-novelty", "--out", str(out), "--resume"])
+    assert rc == 0 and "reused from" in capsys.readouterr().out
+    assert sorted(calls) == [("cfg", T), ("none", 3), ("none", T)]
+    resumed = json.loads((out / "metrics.json").read_text())
+    assert resumed["provenance"]["resumed_settings"] == ["cfg_t3"]
+    assert _comparable(resumed) == _comparable(json.loads(json.dumps(fresh)))
+    assert resumed["acceptance"] == fresh["acceptance"]
+    assert set(resumed["figures"]) == set(fresh["figures"])
+
+    calls.clear()  # everything cached: nothing recomputed
+    evaluate(world["checkpoint"], world["store"], t_starts=(3, T), guidance=("cfg", "none"), out=out, resume=True, **common)
+    assert calls == []
+    calls.clear()  # another seed selects other inputs: nothing reused
+    other = evaluate(world["checkpoint"], world["store"], t_starts=(3,), guidance=("cfg",), out=out, resume=True,
+                     **{**common, "seed": 5})
+    assert calls == [("cfg", 3)] and other["provenance"]["resumed_settings"] == []
+    calls.clear()  # a corrupt cache file and a missing structures file are recomputed
+    (out / "settings" / f"none_t{T}.json").write_text("{not json")
+    (out / "structures" / "none_t3.zip").unlink()
+    again = evaluate(world["checkpoint"], world["store"], t_starts=(3, T), guidance=("none",), out=out, resume=True, **common)
+    assert sorted(calls) == [("none", 3), ("none", T)] and again["provenance"]["resumed_settings"] == []
+    assert _comparable(again)["none"] == _comparable(json.loads(json.dumps(fresh)))["none"]
+
+
+def test_resume_needs_an_output_folder(world):
+    with pytest.raises(InvalidRecordError, match="--resume needs --out"):
+        evaluate(world["checkpoint"], world["store"], t_starts=(T,), guidance=("none",), limit=1, resume=True)

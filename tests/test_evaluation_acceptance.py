@@ -57,3 +57,8 @@ def test_acceptance_pass_fail_and_not_evaluated():
     acc = science_acceptance(results, 1000)
     assert acc["criteria"][0]["passed"] is None and "not evaluated" in acc["criteria"][0]["detail"]
     assert not acc["all_passed"]
+    # an undefined interval (NaN written as null in metrics.json, e.g. a resumed setting) is not evaluated
+    results["uncond"] = {"1000": _entry(None, None, None)}
+    acc = science_acceptance(results, 1000)
+    assert acc["criteria"][0]["passed"] is None and "undefined" in acc["criteria"][0]["detail"]
+    assert acc["criteria"][1]["passed"] is True and not acc["all_passed"]

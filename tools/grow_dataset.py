@@ -7,8 +7,9 @@ Candidates, at most 8 atoms, elements with Z <= 83, no Tc or Pm, La as the only 
 * ``mattergen-<path>``: CIFs of MatterGen's data release in ``cifs.zip`` (source ``mattergen-data-release``);
   of an ``X``/``X_symmetrized`` pair only ``X`` is used (the engine symmetrizes anyway);
 * decorated prototypes relaxed with CHGNet (ASE FIRE + FrechetCellFilter, fmax 0.05 eV/Å, at most 300 steps;
-  source ``prototype-chgnet-relaxed``): B2, rocksalt, zincblende, fluorite, antifluorite, L1_2, rutile and
-  cubic perovskite, with charge-balanced or intermetallic element choices (see ``prototype_specs``).
+  source ``prototype-chgnet-relaxed``): B2, rocksalt, zincblende, fluorite, antifluorite, L1_2, rutile, cubic
+  perovskite, A15, C15, cuprite, 2H, K2NiF4, chalcopyrite, marcasite, anatase, C16, Ni2In, half-Heusler, Heusler,
+  L1_0, wurtzite and NiAs, with charge-balanced or intermetallic element choices (see ``prototype_specs``).
 
 Ids already in dos-gpaw-v1 (or in its failures.jsonl) are left out; prototypes are also matched regardless of
 the order of the elements in the id (``B2-AlZn`` = ``B2-ZnAl``). Candidates of 6-8 atoms run first, then the
@@ -167,6 +168,31 @@ def build_prototype(kind: str, elements: tuple[str, ...]) -> tuple[str, Crystal]
         return (f"Ni2In-{a_el}2{b_el}",
                 _spacegroup_primitive([a_el, a_el, b_el], [(0, 0, 0), (1 / 3, 2 / 3, 0.75), (1 / 3, 2 / 3, 0.25)], 194,
                                       [4.18 * f, 4.18 * f, 5.13 * f, 90, 90, 120]))  # fmt: skip
+    if kind == "halfHeusler":  # XYZ (C1_b, TiNiSn), F-43m: Z 4a (0,0,0), X 4b (1/2,1/2,1/2), Y 4c (1/4,1/4,1/4)
+        x_el, y_el, z_el = elements  # X and Z form a rocksalt lattice, Y fills half its tetrahedral holes
+        a = 4 * (_radius(y_el) + 0.5 * (_radius(x_el) + _radius(z_el))) / np.sqrt(3)
+        return (f"halfHeusler-{x_el}{y_el}{z_el}",
+                Crystal([Z[z_el], Z[x_el], Z[y_el]], [[0, 0, 0], [0.5] * 3, [0.25] * 3], _fcc_primitive(a)))
+    if kind == "Heusler":  # X2YZ (L2_1, Cu2MnAl), Fm-3m: Z 4a, Y 4b, X 8c (1/4,1/4,1/4),(3/4,3/4,3/4); X-Y = a*sqrt(3)/4
+        x_el, y_el, z_el = elements
+        a = 4 * (_radius(x_el) + 0.5 * (_radius(y_el) + _radius(z_el))) / np.sqrt(3)
+        return (f"Heusler-{x_el}2{y_el}{z_el}",
+                Crystal([Z[z_el], Z[y_el], Z[x_el], Z[x_el]], [[0, 0, 0], [0.5] * 3, [0.25] * 3, [0.75] * 3], _fcc_primitive(a)))
+    if kind == "L10":  # AB (CuAu), P4/mmm: A (0,0,0), B (1/2,1/2,1/2); ideal fcc stacking a = d, c = d*sqrt(2)
+        a_el, b_el = elements
+        d = _radius(a_el) + _radius(b_el)
+        return f"L10-{a_el}{b_el}", Crystal([Z[a_el], Z[b_el]], [[0, 0, 0], [0.5, 0.5, 0.5]], np.diag([d, d, d * np.sqrt(2)]))
+    if kind == "wurtzite":  # AB, P6_3mc: A 2b (1/3,2/3,0), B 2b (1/3,2/3,3/8); ideal c/a = sqrt(8/3), A-B = 3c/8
+        a_el, b_el = elements
+        c = 8 * (_radius(a_el) + _radius(b_el)) / 3
+        a = c / np.sqrt(8 / 3)
+        return (f"wurtzite-{a_el}{b_el}",
+                _spacegroup_primitive([a_el, b_el], [(1 / 3, 2 / 3, 0), (1 / 3, 2 / 3, 0.375)], 186, [a, a, c, 90, 90, 120]))
+    if kind == "NiAs":  # AX (B8_1), P6_3/mmc: A 2a (0,0,0), X 2c (1/3,2/3,1/4); NiAs a,c = 3.62,5.03 at d 2.43
+        a_el, x_el = elements
+        f = (_radius(a_el) + _radius(x_el)) / 2.43
+        return (f"NiAs-{a_el}{x_el}",
+                _spacegroup_primitive([a_el, x_el], [(0, 0, 0), (1 / 3, 2 / 3, 0.25)], 194, [3.62 * f, 3.62 * f, 5.03 * f, 90, 90, 120]))
     raise ValueError(kind)
 
 
@@ -232,6 +258,18 @@ def prototype_specs() -> list[tuple[str, tuple[str, ...]]]:
     specs += [("C16", (a, b)) for a in ("Al", "Ga", "Zr", "Hf", "Fe", "Co", "Ni", "Mn")
               for b in ("Cu", "Ni", "Co", "Fe", "B", "Si", "Ge") if a != b]  # fmt: skip
     specs += [("Ni2In", (a, b)) for a in ("Ni", "Co", "Fe", "Mn", "Cu", "Pd") for b in ("In", "Ga", "Ge", "Sn", "Si", "Al")]
+    # half-Heusler thermoelectrics and semiconductors (mostly 18 valence electrons), full Heuslers, L1_0, wurtzite, NiAs
+    specs += [("halfHeusler", (x, y, z)) for x in ("Ti", "Zr", "Hf") for y in ("Ni", "Pd", "Pt") for z in ("Sn", "Ge", "Pb")]
+    specs += [("halfHeusler", (x, y, z)) for x in ("Ti", "Zr", "Hf") for y in ("Co", "Rh", "Ir") for z in ("Sb", "Bi", "As")]
+    specs += [("halfHeusler", (x, y, z)) for x in ("V", "Nb", "Ta") for y in ("Fe", "Ru", "Os") for z in ("Sb", "Bi", "As")]
+    specs += [("halfHeusler", (x, y, z)) for x in ("Sc", "Y", "La") for y in ("Ni", "Pd", "Pt") for z in ("Sb", "Bi")]
+    specs += [("halfHeusler", (x, y, z)) for x in ("Li", "Na") for y in ("Mg", "Zn") for z in ("N", "P", "As", "Sb")]
+    specs += [("Heusler", (x, y, z)) for x in ("Co", "Ni", "Cu", "Fe", "Rh", "Pd") for y in ("Ti", "V", "Mn", "Zr", "Hf")
+              for z in ("Al", "Sn")]  # fmt: skip
+    specs += [("L10", (a, b)) for a in ("Fe", "Co", "Ni", "Mn", "Cu", "Ti", "V", "Cr") for b in ("Pt", "Pd", "Au")]
+    specs += [("wurtzite", (a, x)) for a, x in (("Al", "N"), ("Ga", "N"), ("In", "N"), ("Zn", "O"), ("Zn", "S"), ("Zn", "Se"),
+              ("Cd", "S"), ("Cd", "Se"), ("Be", "O"), ("Si", "C"), ("Ag", "I"), ("Mg", "Te"), ("B", "N"), ("Mn", "S"))]  # fmt: skip
+    specs += [("NiAs", (a, x)) for a in ("Fe", "Co", "Ni", "Mn", "Cr", "V", "Ti") for x in ("S", "Se", "Te", "As", "Sb")]
     return specs
 
 

@@ -55,6 +55,12 @@ fi
 
 step "evaluate on the test split"
 dosmatgen surrogate evaluate --checkpoint "$OUT/surrogate/surrogate.pt" --data "$STORE" --split test --out "$OUT/surrogate.test.json"
+# EVAL_LIMIT=all evaluates the whole test split; EVAL_T_START and EVAL_GUIDANCE narrow the protocol (the acceptance
+# checks need only cfg and uncond at 200 and 1000).
+limit=(--limit "${EVAL_LIMIT:-64}"); [ "${EVAL_LIMIT:-64}" = all ] && limit=()
+read -r -a tstart <<< "${EVAL_T_START:-200 500 1000}"
+read -r -a guidance <<< "${EVAL_GUIDANCE:-cfg classifier none uncond}"
 dosmatgen evaluate --checkpoint "$OUT/small/best.pt" --data "$STORE" --surrogate "$OUT/surrogate/surrogate.pt" \
-  --regressor "$OUT/regressor/best.pt" --split test --limit "${EVAL_LIMIT:-64}" --out "$OUT/evaluate"
+  --regressor "$OUT/regressor/best.pt" --split test "${limit[@]}" --t-start "${tstart[@]}" --guidance "${guidance[@]}" \
+  --out "$OUT/evaluate"
 step "done"

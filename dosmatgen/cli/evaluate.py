@@ -2,7 +2,7 @@
 
 ``dosmatgen evaluate --checkpoint CKPT [--data STORE] --split test --t-start 200 500 1000
 --guidance cfg classifier none uncond [--surrogate CKPT] [--regressor CKPT] [--limit N] [--seed S] [--step-lr X] [--w W]
-[--relax] --out DIR``
+[--relax] --out DIR [--resume]``
 
 Each selected structure of the split is noised to t_start (t_start = T: from noise with its atom count),
 regenerated with all its sites conditioned on their DOS, and compared with itself. Writes ``DIR/metrics.json``,
@@ -43,6 +43,8 @@ def register(subparsers) -> None:
     p.add_argument("--no-ema", action="store_true", help="sample with the raw weights even when EMA weights exist")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse the settings an interrupted run with the same inputs finished in OUT/settings/")
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -58,10 +60,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         step_lr=args.step_lr, w=args.w, strength=args.strength, batch_size=args.batch_size,
         match_timeout_s=args.match_timeout, novelty=not args.no_novelty, relax=args.relax, relax_mlff=args.relax_mlff,
         relax_max_steps=args.relax_steps, n_examples=args.examples, force_split=args.force_split,
-        use_ema=not args.no_ema, device=args.device,
+        use_ema=not args.no_ema, device=args.device, resume=args.resume,
     )
     cs = report["conditioning_set"]
     print(f"evaluated {cs['n_selected']} structures of split {report['provenance']['split']!r} in {report['timing']['total_s']:.1f} s")
+    if report["provenance"]["resumed_settings"]:
+        print(f"  reused from {Path(args.out) / 'settings'}: {', '.join(report['provenance']['resumed_settings'])}")
     for g, by_t in report["results"].items():
         for t, e in by_t.items():
             if e["status"] != "ok":

@@ -29,6 +29,8 @@ def _fmt(ci: Mapping[str, Any]) -> str:
 def _below(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None, name: str, a_label: str, b_label: str) -> dict[str, Any]:
     if a is None or b is None or a.get("n_sites", 0) == 0 or b.get("n_sites", 0) == 0:
         return {"name": name, "passed": None, "detail": "not evaluated: a setting was not run or has no DOS match"}
+    if any(ci.get(k) is None for ci in (a, b) for k in ("mean", "lo", "hi")):
+        return {"name": name, "passed": None, "detail": "not evaluated: an interval is undefined (no finite DOS match)"}
     passed = bool(a["hi"] < b["lo"])
     relation = "below" if passed else "not wholly below"
     return {"name": name, "passed": passed,

@@ -36,6 +36,7 @@ from dosmatgen.evaluation.provenance import file_record, software_versions, utc_
 from dosmatgen.evaluation.acceptance import science_acceptance
 from dosmatgen.evaluation.reconstruction import ReconstructionRun, build_guidance, reconstruct
 from dosmatgen.evaluation.report import report_markdown
+from dosmatgen.evaluation.setting_cache import SettingCache, evaluation_fingerprint
 from dosmatgen.evaluation.settings import GUIDANCE_MODES, PAPER_T_STARTS, EvaluationSettings
 from dosmatgen.evaluation.site_dos_match import ReferenceDOS, reference_dos, site_dos_match, surrogate_intrinsic_error
 from dosmatgen.evaluation.tables import metrics_markdown
@@ -104,6 +105,17 @@ def _write_structures(path: Path, cs: ConditioningSet, run: ReconstructionRun) -
     return str(path)
 
 
+def _outputs_exist(out_dir: Path | None, cached: Mapping[str, Any]) -> bool:
+    """Whether the files a cached setting refers to (structures zip, figures) are still in ``out_dir``."""
+    if out_dir is None:
+        return False
+    paths = [p for ps in (cached.get("figures") or {}).values() for p in ps]
+    structures = (cached.get("entry") or {}).get("structures_file")
+    if structures:
+        paths.append(structures)
+    return all((out_dir / p).is_file() for p in paths)
+
+
 def evaluate(
     checkpoint: str | Path,
     store: str | Path | None = None,
@@ -115,6 +127,7 @@ def evaluate(
     limit: int | None = None,
     seed: int = 0,
     out: str | Path | None = None,
+    resume: bool = False,
     **options: Any,
 ) -> dict[str, Any]:
     """Run the reconstruction protocol and return the ``metrics.json`` dict (also written to ``out`` when given).
@@ -126,7 +139,9 @@ def evaluate(
         t_starts, guidance, limit, seed: the protocol grid and size (see :class:`EvaluationSettings`).
         surrogate: forward site-DOS surrogate checkpoint; without it the DOS-match columns are not run.
         regressor: DOS regressor checkpoint for classifier guidance; without it those rows are not run.
-        out: output folder (``metrics.json``, ``metrics.md``, ``report.md``, ``figures/``, ``structures/``).
+        out: output folder (``metrics.json``, ``metrics.md``, ``report.md``, ``figures/``, ``structures/``); every
+            finished setting is also saved to ``out/settings/`` (:mod:`~dosmatgen.evaluation.setting_cache`).
+        resume: reuse the settings an earlier run with the same inputs finished in ``out`` (needs ``out``).
         options: any other :class:`EvaluationSettings` field (step_lr, w, strength, batch_size, match_timeout_s,
             novelty, relax, relax_mlff, n_examples, force_split, use_ema, device, ...).
 
@@ -136,6 +151,8 @@ def evaluate(
     """
     t_begin = time.perf_counter()
     started = utc_now()
+    if resume and out is None:
+        raise InvalidRecordError("--resume needs --out: the finished settings are read from OUT/settings/")
     settings = EvaluationSettings(split=split, t_starts=tuple(t_starts), guidance=tuple(guidance), limit=limit, seed=seed, **options)
     if store is None:
         from dosmatgen.data.bundled import bundled_dataset_path
@@ -186,11 +203,23 @@ def evaluate(
     if out_dir is not None:
         (out_dir / "figures").mkdir(parents=True, exist_ok=True)
         (out_dir / "structures").mkdir(parents=True, exist_ok=True)
+    cache = None
+    if out_dir is not None:
+        files = {"checkpoint": file_record(checkpoint), "surrogate": file_record(surrogate), "regressor": file_record(regressor)}
+        cache = SettingCache(out_dir / "settings", evaluation_fingerprint(files, ds.path, cs.ids, settings.to_dict()))
+    reused: list[str] = []
     energy_calc = FormationEnergyCalculator(settings.relax_mlff, settings.relax_fmax, settings.relax_max_steps) if settings.relax else None
     energies: dict[str, Any] = {}
     if energy_calc is not None:
-        log.info("relaxing %d ground-truth structures with %s", len(cs), settings.relax_mlff)
-        energies["ground_truth"] = energy_calc(cs.crystals).to_dict()
+        cached = cache.load("ground_truth_energies") if (cache is not None and resume) else None
+        if cached is not None:
+            energies["ground_truth"] = cached["energies"]
+            reused.append("ground_truth_energies")
+        else:
+            log.info("relaxing %d ground-truth structures with %s", len(cs), settings.relax_mlff)
+            energies["ground_truth"] = json_ready(energy_calc(cs.crystals).to_dict())
+            if cache is not None:
+                cache.save("ground_truth_energies", {"energies": energies["ground_truth"]})
 
     results: dict[str, dict[str, Any]] = {}
     figures: dict[str, list[str]] = {}
@@ -201,6 +230,15 @@ def evaluate(
             key = f"{g}_t{t}"
             if g == "classifier" and regressor_model is None:
                 results[g][str(t)] = {"status": NOT_RUN_NO_REGRESSOR}
+                continue
+            cached = cache.load(key) if (cache is not None and resume) else None
+            if cached is not None and _outputs_exist(out_dir, cached):
+                results[g][str(t)] = cached["entry"]
+                figures.update(cached["figures"])
+                if cached.get("energies") is not None:
+                    energies.setdefault("generated", {})[key] = cached["energies"]
+                reused.append(key)
+                log.info("setting %s: reused from %s", key, cache.path(key))
                 continue
             log.info("setting %s: reconstructing %d structures from t_start %d", key, len(cs), t)
             run = reconstruct(
@@ -228,12 +266,13 @@ def evaluate(
             }
             if energy_calc is not None:
                 e = energy_calc(run.crystals)
-                energies.setdefault("generated", {})[key] = e.to_dict()
+                energies.setdefault("generated", {})[key] = json_ready(e.to_dict())
                 gt = energies["ground_truth"]
                 entry["formation_energy"] = {  # generated vs ground truth, both relaxed / both unrelaxed (eV/atom)
                     "relaxed_vs_ground_truth": energy_distribution_comparison(e.relaxed, gt["relaxed"]),
                     "unrelaxed_vs_ground_truth": energy_distribution_comparison(e.unrelaxed, gt["unrelaxed"]),
                 }
+            setting_figures = {}
             if out_dir is not None:
                 written = _write_structures(out_dir / "structures" / f"{key}.zip", cs, run)
                 entry["structures_file"] = None if written is None else f"structures/{key}.zip"
@@ -241,10 +280,15 @@ def evaluate(
                     paths = dos_examples_figure(out_dir / "figures" / f"dos_examples_{key}", key, cs.crystals, run.crystals,
                                                 cs.site_dos, y_gen, offsets, cs.ids, maes, settings.n_examples)
                     if paths:
-                        figures[f"DOS of site 0, target vs generated ({g}, t_start {t})"] = _relative(paths, out_dir)
+                        setting_figures[f"DOS of site 0, target vs generated ({g}, t_start {t})"] = _relative(paths, out_dir)
+            figures.update(setting_figures)
+            entry = json_ready(entry)
             results[g][str(t)] = entry
+            if cache is not None:
+                cache.save(key, {"entry": entry, "figures": setting_figures,
+                                 "energies": (energies.get("generated") or {}).get(key)})
             log.info("setting %s done in %.1f s: structure match %.3f, composition match %.3f", key,
-                     run.seconds, metrics["structure_match"]["rate"], metrics["composition_match"]["rate"])
+                     run.seconds, entry["metrics"]["structure_match"]["rate"], entry["metrics"]["composition_match"]["rate"])
     if "classifier" in settings.guidance and regressor_model is None:
         not_run.append("classifier guidance: " + NOT_RUN_NO_REGRESSOR + " (pass --regressor CKPT from `dosmatgen train-regressor`)")
     if predictor is None:
@@ -285,6 +329,7 @@ def evaluate(
             "limit": settings.limit,
             "software": software_versions(),
             "started_utc": started,
+            "resumed_settings": reused,
         },
         "hygiene": hygiene.to_dict(),
         "settings": settings.to_dict(),
