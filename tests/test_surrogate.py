@@ -142,3 +142,34 @@ def test_shipped_cpu_config_parses():
         SurrogateTrainConfig.from_dict({"epochz": 3})
     with pytest.raises(ValueError, match="preset"):
         SurrogateTrainConfig(preset="huge").model_config()
+
+
+def test_resume_continues_an_interrupted_run_exactly(store, tmp_path, capsys):
+    """3 epochs, or 2 epochs then --resume to 3, give the same weights, log and best epoch; a changed config or a
+    missing state is refused with the file named."""
+    from dosmatgen.cli.main import main
+    from dosmatgen.surrogate.train import TRAIN_STATE
+
+    cfg = SurrogateTrainConfig(preset="tiny", epochs=3, batch_size=8, lr=3e-3, seed=0, num_threads=1)
+    straight = train_surrogate(store, tmp_path / "straight", cfg)
+    train_surrogate(store, tmp_path / "resumed", SurrogateTrainConfig(**{**cfg.to_dict(), "epochs": 2}))
+    assert (tmp_path / "resumed" / TRAIN_STATE).is_file()
+    resumed = train_surrogate(store, tmp_path / "resumed", cfg, resume=True)
+    assert resumed.epochs_run == 3 and resumed.best_epoch == straight.best_epoch
+    assert resumed.best_val_mae == pytest.approx(straight.best_val_mae, abs=1e-7)
+    a, _, _, _ = load_checkpoint(straight.checkpoint)
+    b, _, _, _ = load_checkpoint(resumed.checkpoint)
+    for (k, va), (_, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.allclose(va, vb, atol=1e-6), k
+    log_a = [json.loads(l) for l in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    log_b = [json.loads(l) for l in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log_b] == [1, 2, 3]
+    assert [r["train_loss"] for r in log_b] == pytest.approx([r["train_loss"] for r in log_a], abs=1e-6)
+
+    with pytest.raises(CheckpointError, match="training config differs.*lr"):
+        train_surrogate(store, tmp_path / "resumed", SurrogateTrainConfig(**{**cfg.to_dict(), "lr": 1e-2}), resume=True)
+    with pytest.raises(CheckpointError, match="cannot be combined"):
+        train_surrogate(store, tmp_path / "resumed", cfg, resume=True, init_from=straight.checkpoint)
+    rc = main(["surrogate", "train", "--data", str(store), "--out", str(tmp_path / "empty"), "--preset", "tiny", "--resume"])
+    err = capsys.readouterr().err
+    assert rc != 0 and "nothing to resume" in err and str(tmp_path / "empty") in err

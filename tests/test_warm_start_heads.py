@@ -90,3 +90,24 @@ def test_regressor_warm_start_cli(tmp_path, capsys):
                  "--out", str(tmp_path / "d"), "--init-from", str(a / "last.pt")]) == 2
     assert "diffusion config does not match (num_steps" in capsys.readouterr().err
     assert not (tmp_path / "c" / "last.pt").exists() and not (tmp_path / "d" / "last.pt").exists()
+
+
+def test_regressor_resume_continues_exactly(tmp_path, capsys):
+    """3 epochs, or 2 then --resume to 3, give the same weights and log; another config or no state is refused."""
+    import json
+
+    cfg = _regressor_yaml(tmp_path / "r.yaml")
+    run = ["train-regressor", "--config", cfg, "--data", STORE]
+    assert main(run + ["--out", str(tmp_path / "straight"), "--epochs", "3"]) == 0
+    assert main(run + ["--out", str(tmp_path / "resumed"), "--epochs", "2"]) == 0
+    assert main(run + ["--out", str(tmp_path / "resumed"), "--epochs", "3", "--resume"]) == 0
+    _same_weights(load_regressor(tmp_path / "resumed" / "last.pt").state, load_regressor(tmp_path / "straight" / "last.pt").state)
+    logs = [[json.loads(l) for l in (tmp_path / d / "metrics.jsonl").read_text().splitlines()] for d in ("straight", "resumed")]
+    assert [r["epoch"] for r in logs[1]] == [1, 2, 3]
+    assert [r["train_loss"] for r in logs[1]] == pytest.approx([r["train_loss"] for r in logs[0]], abs=1e-6)
+    capsys.readouterr()
+    assert main(["train-regressor", "--config", _regressor_yaml(tmp_path / "o.yaml", lr=2e-3), "--data", STORE,
+                 "--out", str(tmp_path / "resumed"), "--resume"]) == 2
+    assert "config differs from the interrupted run's (training.lr" in capsys.readouterr().err
+    assert main(run + ["--out", str(tmp_path / "none"), "--resume"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Maintainer tool (issue 7): build the grown GPAW store and retrain the three embedded models on it, then evaluate.
-# Long (about 2 hours on 2 cores): run it in the background; every step resumes or is skipped when its output exists.
+# Long (hours on 2 cores): run it in the background; every step resumes where it was interrupted or is skipped when done.
 #
 #   nohup nice -n 5 tools/retrain_embedded.sh V1_DIR GROWN_DIR OUT > OUT.log 2>&1 &
 #
@@ -41,20 +41,26 @@ step "denoiser (configs/model/small.yaml)"
 dosmatgen train --config configs/model/small.yaml --data "$STORE" --out "$OUT/small" --epochs "${DENOISER_EPOCHS:-1000}" \
   --no-progress "${resume[@]}" || [ -f "$OUT/small/best.pt" ]
 
-if [ ! -f "$OUT/surrogate/surrogate.pt" ]; then
+# the surrogate and the regressor resume from OUT/*/train_state.pt when interrupted; OUT/*/.done marks a finished step
+if [ ! -f "$OUT/surrogate/.done" ]; then
   step "surrogate (configs/surrogate/small-cpu.yaml)"
+  if [ -f "$OUT/surrogate/train_state.pt" ]; then start=(--resume); else start=($(warm surrogate-small)); fi
   dosmatgen surrogate train --data "$STORE" --out "$OUT/surrogate" --config configs/surrogate/small-cpu.yaml \
-    --max-minutes "${SURROGATE_MINUTES:-45}" $(warm surrogate-small)
+    --max-minutes "${SURROGATE_MINUTES:-45}" "${start[@]}"
+  touch "$OUT/surrogate/.done"
 fi
 
-if [ ! -f "$OUT/regressor/best.pt" ]; then
+if [ ! -f "$OUT/regressor/.done" ]; then
   step "regressor (configs/model/regressor_small.yaml)"
+  if [ -f "$OUT/regressor/train_state.pt" ]; then start=(--resume); else start=($(warm regressor-small)); fi
   dosmatgen train-regressor --config configs/model/regressor_small.yaml --data "$STORE" --out "$OUT/regressor" \
-    --epochs "${REGRESSOR_EPOCHS:-800}" $(warm regressor-small)
+    --epochs "${REGRESSOR_EPOCHS:-800}" "${start[@]}"
+  touch "$OUT/regressor/.done"
 fi
 
 step "evaluate on the test split"
 dosmatgen surrogate evaluate --checkpoint "$OUT/surrogate/surrogate.pt" --data "$STORE" --split test --out "$OUT/surrogate.test.json"
+# --resume: settings an interrupted evaluation finished with the same inputs are reused (OUT/evaluate/settings/)
 # EVAL_LIMIT=all evaluates the whole test split; EVAL_T_START and EVAL_GUIDANCE narrow the protocol (the acceptance
 # checks need only cfg and uncond at 200 and 1000).
 limit=(--limit "${EVAL_LIMIT:-64}"); [ "${EVAL_LIMIT:-64}" = all ] && limit=()
@@ -62,5 +68,5 @@ read -r -a tstart <<< "${EVAL_T_START:-200 500 1000}"
 read -r -a guidance <<< "${EVAL_GUIDANCE:-cfg classifier none uncond}"
 dosmatgen evaluate --checkpoint "$OUT/small/best.pt" --data "$STORE" --surrogate "$OUT/surrogate/surrogate.pt" \
   --regressor "$OUT/regressor/best.pt" --split test "${limit[@]}" --t-start "${tstart[@]}" --guidance "${guidance[@]}" \
-  --out "$OUT/evaluate"
+  --out "$OUT/evaluate" --resume
 step "done"

@@ -1,7 +1,7 @@
 """``dosmatgen surrogate``: train, evaluate and apply the forward DOS surrogate.
 
 * ``dosmatgen surrogate train [--data STORE] --out DIR [--config YAML] [--preset small] [--target site|total]
-  [--epochs N] [--max-minutes M] [--seed S]`` trains on the store's train split (default: the bundled GPAW
+  [--epochs N] [--max-minutes M] [--seed S] [--init-from CKPT | --resume]`` trains on the store's train split (default: the bundled GPAW
   dataset), selects the checkpoint on the val split, writes ``DIR/surrogate.pt``, ``DIR/metrics.jsonl``,
   ``DIR/training_curves.{png,svg}`` and prints the validation MAE next to the baselines. The test split is
   not touched.
@@ -40,6 +40,9 @@ def register(subparsers) -> None:
     t.add_argument("--device", default=None, help="torch device (default cpu)")
     t.add_argument("--init-from", default=None, metavar="CHECKPOINT",
                    help="start from this surrogate's weights, e.g. bundled:surrogate-small (fine-tuning; same model config)")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the interrupted run in OUT from OUT/train_state.pt (same data and config; "
+                        "--epochs and --max-minutes may change, the time already spent counts)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="intrinsic MAE of a surrogate vs the baselines on a split")
@@ -103,7 +106,7 @@ def cmd_train(args) -> int:
     config = _train_config(args)
     config.model_config()  # fail fast on a bad preset or model key
     store = _store_path(args.data)
-    result = train_surrogate(store, args.out, config, init_from=args.init_from)
+    result = train_surrogate(store, args.out, config, init_from=args.init_from, resume=args.resume)
     plot_training_curves(Path(args.out) / METRICS_LOG, Path(args.out) / "training_curves", title="surrogate (L1, scaled DOS)")
     ev = evaluate_surrogate(result.checkpoint, store, split="val")
     (Path(args.out) / "val_evaluation.json").write_text(json.dumps(ev.to_dict(), indent=2))

@@ -19,6 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
                    help="start from this regressor's weights, e.g. bundled:regressor-small (fine-tuning; same config)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted run in OUT from OUT/train_state.pt (same config and data; --epochs may change)")
     p.set_defaults(func=_run)
 
 
@@ -33,7 +35,7 @@ def _run(args) -> int:
     val_set = CrystalDOSDataset(store, config.data.val_split) if config.data.val_split else None
     result = train_regressor(
         config, train_set, val_set, args.out, scalers={"site": train_set.site_scaler}, device=args.device, epochs=args.epochs,
-        init_from=args.init_from,
+        init_from=args.init_from, resume=args.resume,
         data={"store": store},
     )
     print(f"trained {result.epochs} epochs; best loss {result.best_val:.4f}; checkpoint {result.best_checkpoint}")

@@ -33,6 +33,8 @@ from dosmatgen.training.config import DataConfig, TrainConfig
 LAST = "last.pt"
 BEST = "best.pt"
 METRICS = "metrics.jsonl"
+#: optimizer, scheduler and generator state after the last finished epoch (``resume=True`` continues from it)
+TRAIN_STATE = "train_state.pt"
 
 
 @dataclass(frozen=True)
@@ -124,25 +126,33 @@ def train_regressor(
     epochs: int | None = None,
     init_from: str | Path | None = None,
     data: Mapping[str, Any] | None = None,
+    resume: bool = False,
 ) -> RegressorTrainResult:
     """Adam + ReduceLROnPlateau + gradient clipping; writes ``last.pt``, ``best.pt`` (lowest validation loss, or
     training loss without a validation set) and ``metrics.jsonl`` into ``out_dir``. ``init_from`` (a regressor
     checkpoint or ``bundled:NAME`` with the same regressor and diffusion configs) starts from its weights
     (fine-tuning); it is recorded as ``metrics["init_from"]`` in the checkpoints. The checkpoints also record where the
     model learned, ``config.data`` updated by ``data`` (e.g. ``{"store": the store actually read}``), as strings, so
-    that ``dosmatgen evaluate`` can refuse to score on a training split."""
+    that ``dosmatgen evaluate`` can refuse to score on a training split. ``resume`` continues the interrupted run in
+    ``out_dir`` from its ``train_state.pt`` (same config except ``training.epochs``, same data) exactly."""
     tc = config.training
     if len(train_dataset) == 0:
         raise ValueError("the training set is empty")
     out = Path(out_dir)
+    recorded = {k: (None if v is None else str(v)) for k, v in {**asdict(config.data), **dict(data or {})}.items()}
+    state = _load_train_state(out, config, recorded) if resume else None
+    if state is not None and init_from is not None:
+        raise CheckpointError(f"{out / TRAIN_STATE}: --init-from starts a new run; it cannot be combined with --resume")
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(tc.seed)
         model = NoisyDOSRegressor(config.regressor)
-    recorded = {k: (None if v is None else str(v)) for k, v in {**asdict(config.data), **dict(data or {})}.items()}
     warm: dict[str, str] = {}
-    if init_from is not None:
+    if state is not None:
+        model.load_state_dict(state["model"])
+        warm = dict(state["warm"])
+    elif init_from is not None:
         start = load_regressor(init_from)
         for name, have, want in (("regressor", start.config, config.regressor), ("diffusion", start.diffusion_config, config.diffusion)):
             if have != want:
@@ -157,9 +167,21 @@ def train_regressor(
     gen = torch.Generator(device=device).manual_seed(tc.seed + 1)
     stored_scalers = scalers_to_tensors(scalers)
     val_loader = DataLoader(val_dataset, batch_size=tc.batch_size) if val_dataset is not None and len(val_dataset) else None
-    best, metrics = None, {}
+    best, metrics, first_epoch = None, {}, 1
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        gen.set_state(state["generator"])
+        best, metrics, first_epoch = state["best"], state["metrics"], state["epoch"] + 1
+    log_path = out / METRICS
+    if state is None:
+        log_path.write_text("")
+        (out / TRAIN_STATE).unlink(missing_ok=True)
+    else:  # keep the log lines of the epochs the saved state covers
+        rows = [l for l in log_path.read_text().splitlines() if l.strip()] if log_path.exists() else []
+        log_path.write_text("".join(l + "\n" for l in rows if json.loads(l)["epoch"] < first_epoch))
     total_epochs = int(epochs or tc.epochs)
-    for epoch in range(1, total_epochs + 1):
+    for epoch in range(first_epoch, total_epochs + 1):
         t0 = time.perf_counter()
         model.train()
         order = torch.randperm(len(train_dataset), generator=torch.Generator().manual_seed(tc.seed * 1_000_003 + epoch))
@@ -192,8 +214,41 @@ def train_regressor(
         if best is None or monitor < best:
             best = monitor
             save_regressor(out / BEST, ckpt)
-        with open(out / METRICS, "a") as fh:
+        with open(log_path, "a") as fh:
             fh.write(json.dumps(metrics) + "\n")
+        _save_train_state(out, {"config": config.to_dict(), "data": recorded, "epoch": epoch, "best": best, "metrics": metrics,
+                                "warm": warm, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                                "scheduler": sched.state_dict(), "generator": gen.get_state()})
         if progress:
             tqdm.write(f"epoch {epoch} | loss {metrics['train_loss']:.4f}" + (f" | val {metrics['val_loss']:.4f}" if "val_loss" in metrics else ""))
     return RegressorTrainResult(out, total_epochs, best, metrics)
+
+
+def _save_train_state(out: Path, state: dict[str, Any]) -> None:
+    tmp = out / (TRAIN_STATE + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(out / TRAIN_STATE)
+
+
+def _load_train_state(out: Path, config: RegressorRunConfig, recorded: Mapping[str, Any]) -> dict[str, Any]:
+    """The saved state of the run in ``out``; CheckpointError when there is none or it belongs to another run."""
+    path = out / TRAIN_STATE
+    if not path.is_file():
+        raise CheckpointError(f"{path}: nothing to resume (no interrupted regressor run in {out})")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a damaged file
+        raise CheckpointError(f"{path}: unreadable training state ({exc})") from None
+
+    def comparable(d: Mapping[str, Any]) -> dict[str, Any]:
+        d = json.loads(json.dumps(d))
+        d["training"].pop("epochs", None)
+        return d
+
+    if comparable(state["config"]) != comparable(config.to_dict()):
+        diff = [f"{section}.{line}" for section in ("regressor", "diffusion", "training", "data")
+                for line in config_differences(comparable(state["config"])[section], comparable(config.to_dict())[section])]
+        raise CheckpointError(f"{path}: the config differs from the interrupted run's ({'; '.join(diff)})")
+    if dict(state["data"]) != dict(recorded):
+        raise CheckpointError(f"{path}: the interrupted run trained on {state['data']}, not {dict(recorded)}")
+    return state

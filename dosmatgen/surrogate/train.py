@@ -2,7 +2,9 @@
 
 Outputs in ``out_dir``: ``surrogate.pt`` (best validation MAE; see :mod:`~dosmatgen.surrogate.checkpoint`),
 ``metrics.jsonl`` (one JSON line per epoch: ``epoch``, ``step``, ``lr``, ``train_loss``, ``val_loss`` = validation
-MAE on scaled features, ``best_val``, ``time_s``) and ``train_config.json``. The test split is never read here.
+MAE on scaled features, ``best_val``, ``time_s``), ``train_config.json`` and ``train_state.pt`` (the state after the
+last finished epoch: weights, optimizer, scheduler and random generators, so that ``resume=True`` continues an
+interrupted run exactly; the ``max_minutes`` budget counts the time already spent). The test split is never read here.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "surrogate.pt"
 METRICS_LOG = "metrics.jsonl"
+TRAIN_STATE = "train_state.pt"
+#: Config fields that may change between an interrupted run and its resumption (how long it runs, where).
+RESUMABLE_CHANGES = ("epochs", "max_minutes", "device", "num_threads")
 
 
 @dataclass(frozen=True)
@@ -73,14 +78,21 @@ def train_surrogate(
     train_split: str = "train",
     val_split: str = "val",
     init_from: str | Path | None = None,
+    resume: bool = False,
 ) -> SurrogateTrainResult:
     """Train a surrogate on ``train_split`` of ``store``, selecting the checkpoint on ``val_split``.
 
     Falls back to the training MAE for selection (with a warning) when the validation split is empty.
     ``init_from`` (a surrogate checkpoint or ``bundled:NAME``) starts from its weights (fine-tuning); its model
     config must equal this run's, and it is recorded as ``info["init_from"]`` in the checkpoint.
+    ``resume`` continues the run in ``out_dir`` from its ``train_state.pt`` (same store, splits and config, except
+    :data:`RESUMABLE_CHANGES`); the result equals an uninterrupted run's.
     """
     t_start = time.perf_counter()
+    out = Path(out_dir)
+    state = _load_train_state(out, config, train_split, val_split) if resume else None
+    if state is not None and init_from is not None:
+        raise CheckpointError(f"{out / TRAIN_STATE}: --init-from starts a new run; it cannot be combined with --resume")
     if config.num_threads:
         torch.set_num_threads(int(config.num_threads))
     torch.manual_seed(config.seed)
@@ -114,21 +126,6 @@ def train_surrogate(
             diff = config_differences(start.config.to_dict(), model_cfg.to_dict())
             raise CheckpointError(f"{init_from}: surrogate model config does not match ({'; '.join(diff)})")
         model.load_state_dict(start.state_dict())
-    model = model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min", factor=config.lr_factor, patience=config.lr_patience, min_lr=config.min_lr
-    )
-    generator = torch.Generator().manual_seed(config.seed)
-    train_loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, generator=generator)
-    val_loader = DataLoader(val_set, batch_size=max(config.batch_size, 64), shuffle=False) if len(val_set) else None
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2))
-    metrics_path = out / METRICS_LOG
-    metrics_path.write_text("")
-    ckpt_path = out / CHECKPOINT_NAME
     info: dict[str, Any] = {
         "store": str(ds.path),
         "train_split": train_split,
@@ -137,10 +134,48 @@ def train_surrogate(
         "train_config": config.to_dict(),
         **({"init_from": str(init_from)} if init_from is not None else {}),
     }
-
     best, best_epoch, step, stopped_early = float("inf"), 0, 0, False
-    epoch = 0
-    for epoch in range(1, config.epochs + 1):
+    first_epoch, spent = 1, 0.0
+    if state is not None:
+        if state["store_fingerprint"] != _store_fingerprint(ds):
+            raise CheckpointError(f"{out / TRAIN_STATE}: the interrupted run trained on other data "
+                                  f"({state['store_fingerprint']}); resume it with the same store")
+        model.load_state_dict(state["model"])
+        info = state["info"]
+        best, best_epoch, step = state["best"], state["best_epoch"], state["step"]
+        first_epoch, spent = state["epoch"] + 1, state["seconds"]
+        log.info("resuming %s after epoch %d (%.1f min spent)", out, state["epoch"], spent / 60)
+    model = model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=config.lr_factor, patience=config.lr_patience, min_lr=config.min_lr
+    )
+    generator = torch.Generator().manual_seed(config.seed)
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+    train_loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, generator=generator)
+    val_loader = DataLoader(val_set, batch_size=max(config.batch_size, 64), shuffle=False) if len(val_set) else None
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    metrics_path = out / METRICS_LOG
+    if state is None:
+        metrics_path.write_text("")
+        (out / TRAIN_STATE).unlink(missing_ok=True)
+    else:  # drop log lines of epochs after the saved state (a run killed between the log and the state write)
+        rows = [l for l in metrics_path.read_text().splitlines() if l.strip()] if metrics_path.exists() else []
+        metrics_path.write_text("".join(l + "\n" for l in rows if json.loads(l)["epoch"] < first_epoch))
+    ckpt_path = out / CHECKPOINT_NAME
+
+    epoch = first_epoch - 1
+    last_epoch = config.epochs
+    if state is not None and config.max_minutes is not None and spent > 60.0 * config.max_minutes:
+        log.info("%s: the %.1f min budget was already spent; nothing left to train", out, config.max_minutes)
+        last_epoch, stopped_early = epoch, epoch < config.epochs
+    for epoch in range(first_epoch, last_epoch + 1):
         t0 = time.perf_counter()
         model.train()
         loss_sum, rows = 0.0, 0
@@ -168,8 +203,48 @@ def train_surrogate(
         }
         with open(metrics_path, "a") as fh:
             fh.write(json.dumps(row) + "\n")
+        elapsed = spent + time.perf_counter() - t_start
+        _save_train_state(out, {
+            "config": config.to_dict(), "train_split": train_split, "val_split": val_split,
+            "store_fingerprint": _store_fingerprint(ds), "info": info, "epoch": epoch, "step": step, "best": best,
+            "best_epoch": best_epoch, "seconds": elapsed, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+        })
         log.info("epoch %d train L1 %.4f val MAE %.4f lr %.2e", epoch, train_loss, monitor, row["lr"])
-        if config.max_minutes is not None and time.perf_counter() - t_start > 60.0 * config.max_minutes:
+        if config.max_minutes is not None and elapsed > 60.0 * config.max_minutes:
             stopped_early = epoch < config.epochs
             break
-    return SurrogateTrainResult(ckpt_path, epoch, best_epoch, best, time.perf_counter() - t_start, stopped_early)
+    if not ckpt_path.is_file():
+        raise CheckpointError(f"{out}: no epoch finished, so no {CHECKPOINT_NAME} was written")
+    return SurrogateTrainResult(ckpt_path, epoch, best_epoch, best, spent + time.perf_counter() - t_start, stopped_early)
+
+
+def _store_fingerprint(ds: DatasetStore) -> dict[str, Any]:
+    """Enough of a store to tell another dataset apart: its path, size and split sizes."""
+    return {"path": str(Path(ds.path).resolve()), "n_structures": len(ds), "split_sizes": ds.split_sizes()}
+
+
+def _save_train_state(out: Path, state: dict[str, Any]) -> None:
+    tmp = out / (TRAIN_STATE + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(out / TRAIN_STATE)
+
+
+def _load_train_state(out: Path, config: SurrogateTrainConfig, train_split: str, val_split: str) -> dict[str, Any]:
+    """The saved state of the run in ``out``; CheckpointError when there is none or it belongs to another run."""
+    path = out / TRAIN_STATE
+    if not path.is_file():
+        raise CheckpointError(f"{path}: nothing to resume (no interrupted surrogate run in {out})")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a damaged file
+        raise CheckpointError(f"{path}: unreadable training state ({exc})") from None
+    if (state.get("train_split"), state.get("val_split")) != (train_split, val_split):
+        raise CheckpointError(f"{path}: the interrupted run used splits {state.get('train_split')!r}/{state.get('val_split')!r}, "
+                              f"not {train_split!r}/{val_split!r}")
+    saved = {k: v for k, v in state["config"].items() if k not in RESUMABLE_CHANGES}
+    now = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_CHANGES}
+    if saved != now:
+        diff = config_differences(saved, now)
+        raise CheckpointError(f"{path}: the training config differs from the interrupted run's ({'; '.join(diff)})")
+    return state
