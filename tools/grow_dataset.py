@@ -168,6 +168,15 @@ def build_prototype(kind: str, elements: tuple[str, ...]) -> tuple[str, Crystal]
         return (f"Ni2In-{a_el}2{b_el}",
                 _spacegroup_primitive([a_el, a_el, b_el], [(0, 0, 0), (1 / 3, 2 / 3, 0.75), (1 / 3, 2 / 3, 0.25)], 194,
                                       [4.18 * f, 4.18 * f, 5.13 * f, 90, 90, 120]))  # fmt: skip
+    if kind in ("fcc", "bcc", "hcp"):  # elemental allotropes: nearest neighbours at twice the covalent radius
+        (el,) = elements
+        d = 2 * _radius(el)
+        if kind == "fcc":
+            return f"fcc-{el}", Crystal([Z[el]], [[0, 0, 0]], _fcc_primitive(np.sqrt(2) * d))
+        if kind == "bcc":
+            a = 2 * d / np.sqrt(3)
+            return f"bcc-{el}", Crystal([Z[el]], [[0, 0, 0]], 0.5 * a * np.array([[-1, 1, 1], [1, -1, 1], [1, 1, -1]], dtype=float))
+        return f"hcp-{el}", _spacegroup_primitive([el], [(1 / 3, 2 / 3, 0.25)], 194, [d, d, d * np.sqrt(8 / 3), 90, 90, 120])
     if kind == "halfHeusler":  # XYZ (C1_b, TiNiSn), F-43m: Z 4a (0,0,0), X 4b (1/2,1/2,1/2), Y 4c (1/4,1/4,1/4)
         x_el, y_el, z_el = elements  # X and Z form a rocksalt lattice, Y fills half its tetrahedral holes
         a = 4 * (_radius(y_el) + 0.5 * (_radius(x_el) + _radius(z_el))) / np.sqrt(3)
@@ -270,7 +279,40 @@ def prototype_specs() -> list[tuple[str, tuple[str, ...]]]:
     specs += [("wurtzite", (a, x)) for a, x in (("Al", "N"), ("Ga", "N"), ("In", "N"), ("Zn", "O"), ("Zn", "S"), ("Zn", "Se"),
               ("Cd", "S"), ("Cd", "Se"), ("Be", "O"), ("Si", "C"), ("Ag", "I"), ("Mg", "Te"), ("B", "N"), ("Mn", "S"))]  # fmt: skip
     specs += [("NiAs", (a, x)) for a in ("Fe", "Co", "Ni", "Mn", "Cr", "V", "Ti") for x in ("S", "Se", "Te", "As", "Sb")]
+    # elemental metals in the fcc, bcc and hcp structures (the one matching dos-gpaw-v1's dcdft ground state is left
+    # out, see elemental_ground_state_duplicate), more half-Heuslers, L1_0, rocksalt hydrides and chalcogenides
+    metals = ("Li", "Na", "K", "Rb", "Cs", "Be", "Mg", "Ca", "Sr", "Ba", "Al", "Ga", "In", "Tl", "Pb", "Sn", "Sc", "Y",
+              "La", "Ti", "Zr", "Hf", "V", "Nb", "Ta", "Cr", "Mo", "W", "Mn", "Fe", "Co", "Ni", "Cu", "Ag", "Au", "Zn",
+              "Cd", "Ru", "Rh", "Pd", "Os", "Ir", "Pt", "Re")  # fmt: skip
+    specs += [(kind, (el,)) for el in metals for kind in ("fcc", "bcc", "hcp")]
+    specs += [("halfHeusler", (x, y, z)) for x in ("V", "Nb", "Ta") for y in ("Co", "Rh", "Ir") for z in ("Sn", "Ge", "Pb")]
+    specs += [("halfHeusler", (x, y, z)) for x in ("Sc", "Y", "La") for y in ("Cu", "Ag", "Au") for z in ("Sn", "Pb")]
+    specs += [("halfHeusler", (x, y, z)) for x in ("Li", "Na", "K") for y in ("Cd",) for z in ("N", "P", "As", "Sb")]
+    specs += [("halfHeusler", ("Li", y, z)) for y in ("Al", "Ga") for z in ("Si", "Ge")]
+    specs += [("L10", (a, b)) for a in ("Ti", "Zr", "Hf", "Mn") for b in ("Al", "Ga")]
+    specs += [("L10", (a, b)) for a in ("Fe", "Co", "Ni") for b in ("Rh", "Ir")]
+    specs += [("rocksalt", (a, "H")) for a in ("Li", "Na", "K", "Rb", "Cs")]
+    specs += [("rocksalt", (a, x)) for a in ("Sc", "Y", "La", "Ti", "Zr", "Hf") for x in ("S", "Se", "Te")]
     return specs
+
+
+def elemental_ground_state_duplicate(crystal: Crystal, shared: Path) -> bool:
+    """Whether a one-element candidate matches (pymatgen StructureMatcher) dos-gpaw-v1's structure of that element."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    z = set(int(x) for x in crystal.atomic_numbers)
+    if len(z) != 1:
+        return False
+    with np.load(shared / "dos-gpaw-v1" / "dataset.npz") as data:
+        off, numbers = data["offsets"], data["atomic_numbers"]
+        matcher = StructureMatcher()
+        for i in range(len(off) - 1):
+            if set(int(x) for x in numbers[off[i]:off[i + 1]]) != z:
+                continue
+            ref = Crystal(numbers[off[i]:off[i + 1]], data["frac_coords"][off[i]:off[i + 1]], data["lattice"][i])
+            if matcher.fit(ref.to_pymatgen(), crystal.to_pymatgen()):
+                return True
+    return False
 
 
 def prototype_key(id: str) -> tuple[str, tuple[str, ...]] | None:
@@ -409,6 +451,8 @@ def new_prototype_candidates(known: set[str], shared: Path) -> list[dict[str, An
     for kind, elements in prototype_specs():
         id, crystal = build_prototype(kind, elements)
         if id in known or id in have or prototype_key(id) in have_protos:
+            continue
+        if kind in ("fcc", "bcc", "hcp") and elemental_ground_state_duplicate(crystal, shared):
             continue
         if crystal.num_atoms <= MAX_ATOMS and allowed(crystal.atomic_numbers) and kind != "perovskite":
             out.append(_crystal_entry(id, PROTOTYPE_SOURCE, crystal, True))
