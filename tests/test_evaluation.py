@@ -353,6 +353,15 @@ def test_resume_reuses_finished_settings_and_gives_the_same_report(world, tmp_pa
     other = evaluate(world["checkpoint"], world["store"], t_starts=(3,), guidance=("cfg",), out=out, resume=True,
                      **{**common, "seed": 5})
     assert calls == [("cfg", 3)] and other["provenance"]["resumed_settings"] == []
+    calls.clear()  # a change of dosmatgen's source code invalidates every cached setting
+    monkeypatch.setattr("dosmatgen.evaluation.setting_cache.source_sha256", lambda: "edited")
+    evaluate(world["checkpoint"], world["store"], t_starts=(3,), guidance=("cfg",), out=tmp_path / "code", resume=False, **common)
+    assert calls == [("cfg", 3)]
+    monkeypatch.undo()
+    monkeypatch.setattr(protocol, "reconstruct", lambda *a, **k: calls.append((k["guidance_name"], k["t_start"])) or real(*a, **k))
+    calls.clear()
+    evaluate(world["checkpoint"], world["store"], t_starts=(3,), guidance=("cfg",), out=tmp_path / "code", resume=True, **common)
+    assert calls == [("cfg", 3)]
     calls.clear()  # a corrupt cache file and a missing structures file are recomputed
     (out / "settings" / f"none_t{T}.json").write_text("{not json")
     (out / "structures" / "none_t3.zip").unlink()
@@ -364,3 +373,17 @@ def test_resume_reuses_finished_settings_and_gives_the_same_report(world, tmp_pa
 def test_resume_needs_an_output_folder(world):
     with pytest.raises(InvalidRecordError, match="--resume needs --out"):
         evaluate(world["checkpoint"], world["store"], t_starts=(T,), guidance=("none",), limit=1, resume=True)
+
+
+def test_data_hash_sees_values_ids_and_training_split():
+    from dosmatgen.evaluation.setting_cache import data_sha256
+
+    arrays = [np.arange(6.0).reshape(2, 3), np.ones((2, 400), np.float32)]
+    base = data_sha256(["a", "b"], arrays, ["t1"])
+    changed = [arrays[0], arrays[1].copy()]
+    changed[1][1, 7] = 1.5
+    assert data_sha256(["a", "b"], changed, ["t1"]) != base
+    assert data_sha256(["a", "c"], arrays, ["t1"]) != base
+    assert data_sha256(["a", "b"], arrays, ["t1", "t2"]) != base
+    assert data_sha256(["a", "b"], arrays, None) != base
+    assert data_sha256(["a", "b"], [a.copy() for a in arrays], ["t1"]) == base

@@ -111,3 +111,9 @@ def test_regressor_resume_continues_exactly(tmp_path, capsys):
     assert "config differs from the interrupted run's (training.lr" in capsys.readouterr().err
     assert main(run + ["--out", str(tmp_path / "none"), "--resume"]) == 2
     assert "nothing to resume" in capsys.readouterr().err
+    # the noise generator's state belongs to its device: a state from another kind of device is refused
+    state_path = tmp_path / "resumed" / "train_state.pt"
+    state = torch.load(state_path, weights_only=False)
+    torch.save({**state, "device_type": "cuda"}, state_path)
+    assert main(run + ["--out", str(tmp_path / "resumed"), "--epochs", "4", "--resume"]) == 2
+    assert "trained on cuda, not cpu" in capsys.readouterr().err

@@ -42,6 +42,8 @@ dosmatgen train --config configs/model/small.yaml --data "$STORE" --out "$OUT/sm
   --no-progress "${resume[@]}" || [ -f "$OUT/small/best.pt" ]
 
 # the surrogate and the regressor resume from OUT/*/train_state.pt when interrupted; OUT/*/.done marks a finished step
+# (an OUT made by an older version of this script has no .done: touch OUT/surrogate/.done and OUT/regressor/.done
+# there by hand if those models are finished, or they are trained again)
 if [ ! -f "$OUT/surrogate/.done" ]; then
   step "surrogate (configs/surrogate/small-cpu.yaml)"
   if [ -f "$OUT/surrogate/train_state.pt" ]; then start=(--resume); else start=($(warm surrogate-small)); fi

@@ -36,7 +36,7 @@ from dosmatgen.evaluation.provenance import file_record, software_versions, utc_
 from dosmatgen.evaluation.acceptance import science_acceptance
 from dosmatgen.evaluation.reconstruction import ReconstructionRun, build_guidance, reconstruct
 from dosmatgen.evaluation.report import report_markdown
-from dosmatgen.evaluation.setting_cache import SettingCache, evaluation_fingerprint
+from dosmatgen.evaluation.setting_cache import SettingCache, data_sha256, evaluation_fingerprint
 from dosmatgen.evaluation.settings import GUIDANCE_MODES, PAPER_T_STARTS, EvaluationSettings
 from dosmatgen.evaluation.site_dos_match import ReferenceDOS, reference_dos, site_dos_match, surrogate_intrinsic_error
 from dosmatgen.evaluation.tables import metrics_markdown
@@ -206,7 +206,11 @@ def evaluate(
     cache = None
     if out_dir is not None:
         files = {"checkpoint": file_record(checkpoint), "surrogate": file_record(surrogate), "regressor": file_record(regressor)}
-        cache = SettingCache(out_dir / "settings", evaluation_fingerprint(files, ds.path, cs.ids, settings.to_dict()))
+        arrays = [a for c, d in zip(cs.crystals, cs.site_dos) for a in (c.atomic_numbers, c.frac_coords, c.lattice, d)]
+        training_ids = [ds.ids[int(i)] for i in ds.split_indices(train_split)] if training is not None else None
+        fingerprint = evaluation_fingerprint(files, ds.path, data_sha256(cs.ids, arrays, training_ids), len(cs),
+                                             settings.to_dict(), software_versions())
+        cache = SettingCache(out_dir / "settings", fingerprint)
     reused: list[str] = []
     energy_calc = FormationEnergyCalculator(settings.relax_mlff, settings.relax_fmax, settings.relax_max_steps) if settings.relax else None
     energies: dict[str, Any] = {}
@@ -216,6 +220,8 @@ def evaluate(
             energies["ground_truth"] = cached["energies"]
             reused.append("ground_truth_energies")
         else:
+            if cache is not None:
+                cache.discard("ground_truth_energies")
             log.info("relaxing %d ground-truth structures with %s", len(cs), settings.relax_mlff)
             energies["ground_truth"] = json_ready(energy_calc(cs.crystals).to_dict())
             if cache is not None:
@@ -240,6 +246,8 @@ def evaluate(
                 reused.append(key)
                 log.info("setting %s: reused from %s", key, cache.path(key))
                 continue
+            if cache is not None:
+                cache.discard(key)
             log.info("setting %s: reconstructing %d structures from t_start %d", key, len(cs), t)
             run = reconstruct(
                 denoiser.model, denoiser.diffusion, cs.crystals, cond_scaled, t_start=t, guidance_name=g,

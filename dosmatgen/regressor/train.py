@@ -28,6 +28,7 @@ from dosmatgen.regressor.checkpoint import RegressorCheckpoint, load_regressor, 
 from dosmatgen.regressor.config import RegressorConfig
 from dosmatgen.regressor.model import NoisyDOSRegressor
 from dosmatgen.training.checkpoint import config_differences, scalers_to_tensors
+from dosmatgen.training.metrics_log import keep_epochs_before
 from dosmatgen.training.config import DataConfig, TrainConfig
 
 LAST = "last.pt"
@@ -134,13 +135,14 @@ def train_regressor(
     (fine-tuning); it is recorded as ``metrics["init_from"]`` in the checkpoints. The checkpoints also record where the
     model learned, ``config.data`` updated by ``data`` (e.g. ``{"store": the store actually read}``), as strings, so
     that ``dosmatgen evaluate`` can refuse to score on a training split. ``resume`` continues the interrupted run in
-    ``out_dir`` from its ``train_state.pt`` (same config except ``training.epochs``, same data) exactly."""
+    ``out_dir`` from its ``train_state.pt`` (same config except ``training.epochs``, same data, same kind of device);
+    on CPU with the same number of threads the result equals an uninterrupted run's."""
     tc = config.training
     if len(train_dataset) == 0:
         raise ValueError("the training set is empty")
     out = Path(out_dir)
     recorded = {k: (None if v is None else str(v)) for k, v in {**asdict(config.data), **dict(data or {})}.items()}
-    state = _load_train_state(out, config, recorded) if resume else None
+    state = _load_train_state(out, config, recorded, torch.device(device)) if resume else None
     if state is not None and init_from is not None:
         raise CheckpointError(f"{out / TRAIN_STATE}: --init-from starts a new run; it cannot be combined with --resume")
     out.mkdir(parents=True, exist_ok=True)
@@ -178,8 +180,7 @@ def train_regressor(
         log_path.write_text("")
         (out / TRAIN_STATE).unlink(missing_ok=True)
     else:  # keep the log lines of the epochs the saved state covers
-        rows = [l for l in log_path.read_text().splitlines() if l.strip()] if log_path.exists() else []
-        log_path.write_text("".join(l + "\n" for l in rows if json.loads(l)["epoch"] < first_epoch))
+        keep_epochs_before(log_path, first_epoch)
     total_epochs = int(epochs or tc.epochs)
     for epoch in range(first_epoch, total_epochs + 1):
         t0 = time.perf_counter()
@@ -216,8 +217,8 @@ def train_regressor(
             save_regressor(out / BEST, ckpt)
         with open(log_path, "a") as fh:
             fh.write(json.dumps(metrics) + "\n")
-        _save_train_state(out, {"config": config.to_dict(), "data": recorded, "epoch": epoch, "best": best, "metrics": metrics,
-                                "warm": warm, "model": model.state_dict(), "optimizer": opt.state_dict(),
+        _save_train_state(out, {"config": config.to_dict(), "data": recorded, "device_type": device.type, "epoch": epoch,
+                                "best": best, "metrics": metrics, "warm": warm, "model": model.state_dict(), "optimizer": opt.state_dict(),
                                 "scheduler": sched.state_dict(), "generator": gen.get_state()})
         if progress:
             tqdm.write(f"epoch {epoch} | loss {metrics['train_loss']:.4f}" + (f" | val {metrics['val_loss']:.4f}" if "val_loss" in metrics else ""))
@@ -230,7 +231,7 @@ def _save_train_state(out: Path, state: dict[str, Any]) -> None:
     tmp.replace(out / TRAIN_STATE)
 
 
-def _load_train_state(out: Path, config: RegressorRunConfig, recorded: Mapping[str, Any]) -> dict[str, Any]:
+def _load_train_state(out: Path, config: RegressorRunConfig, recorded: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
     """The saved state of the run in ``out``; CheckpointError when there is none or it belongs to another run."""
     path = out / TRAIN_STATE
     if not path.is_file():
@@ -249,6 +250,9 @@ def _load_train_state(out: Path, config: RegressorRunConfig, recorded: Mapping[s
         diff = [f"{section}.{line}" for section in ("regressor", "diffusion", "training", "data")
                 for line in config_differences(comparable(state["config"])[section], comparable(config.to_dict())[section])]
         raise CheckpointError(f"{path}: the config differs from the interrupted run's ({'; '.join(diff)})")
+    if state.get("device_type") != device.type:  # the noise generator lives on the device; its state does not move
+        raise CheckpointError(f"{path}: the interrupted run trained on {state.get('device_type')}, not {device.type}; "
+                              f"resume it on the same kind of device")
     if dict(state["data"]) != dict(recorded):
         raise CheckpointError(f"{path}: the interrupted run trained on {state['data']}, not {dict(recorded)}")
     return state

@@ -28,6 +28,7 @@ from dosmatgen.surrogate.checkpoint import load_checkpoint, save_checkpoint
 from dosmatgen.surrogate.config import SurrogateTrainConfig
 from dosmatgen.surrogate.model import DOSSurrogate
 from dosmatgen.training.checkpoint import config_differences
+from dosmatgen.training.metrics_log import keep_epochs_before
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,8 @@ def train_surrogate(
     ``init_from`` (a surrogate checkpoint or ``bundled:NAME``) starts from its weights (fine-tuning); its model
     config must equal this run's, and it is recorded as ``info["init_from"]`` in the checkpoint.
     ``resume`` continues the run in ``out_dir`` from its ``train_state.pt`` (same store, splits and config, except
-    :data:`RESUMABLE_CHANGES`); the result equals an uninterrupted run's.
+    :data:`RESUMABLE_CHANGES`); on CPU with the same number of threads the result equals an uninterrupted run's
+    (CUDA kernels are not bitwise deterministic).
     """
     t_start = time.perf_counter()
     out = Path(out_dir)
@@ -166,8 +168,7 @@ def train_surrogate(
         metrics_path.write_text("")
         (out / TRAIN_STATE).unlink(missing_ok=True)
     else:  # drop log lines of epochs after the saved state (a run killed between the log and the state write)
-        rows = [l for l in metrics_path.read_text().splitlines() if l.strip()] if metrics_path.exists() else []
-        metrics_path.write_text("".join(l + "\n" for l in rows if json.loads(l)["epoch"] < first_epoch))
+        keep_epochs_before(metrics_path, first_epoch)
     ckpt_path = out / CHECKPOINT_NAME
 
     epoch = first_epoch - 1
