@@ -128,6 +128,8 @@ def test_failures_are_recorded_and_skipped_on_rerun(tmp_path):
     assert {e["id"]: e["kind"] for e in s.failed} == {"Ne": "no_fermi_level", "overlap": "invalid_input"}
     lines = [json.loads(l) for l in (out / "failures.jsonl").read_text().splitlines()]
     assert {l["id"] for l in lines} == {"Ne", "overlap"} and all(l["error"] for l in lines)
+    neon_error = next(l["error"] for l in lines if l["id"] == "Ne")
+    assert "all 4 bands are occupied by the 8 valence electrons" in neon_error, neon_error
     assert (out / "work" / "Ne" / "gpaw.txt").exists()
     s2 = compute_dos_dataset([("Ne", neon), ("overlap", bad)], out, get_engine("gpaw"), TIME_LIMIT_S, progress=False)
     assert (len(s2.done), len(s2.failed), s2.skipped_failed) == (0, 0, 2)

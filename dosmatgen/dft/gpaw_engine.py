@@ -105,6 +105,18 @@ def prepare_serial_gpaw() -> list[str]:
     return dropped
 
 
+def _full_bands_hint(calc) -> str:
+    """Why GPAW found no Fermi level when the cause is that every band is occupied ('' when it is not)."""
+    try:
+        bands, electrons = int(calc.get_number_of_bands()), float(calc.get_number_of_electrons())
+    except Exception:  # noqa: BLE001 - only a hint
+        return ""
+    if 2 * bands > electrons + 1e-6:
+        return ""
+    return (f": all {bands} bands are occupied by the {electrons:g} valence electrons (GPAW's default band count "
+            f"for this cell leaves no empty band: a closed shell such as Ne, or elemental Ca, Sr, Ba)")
+
+
 class GPAWEngine(DFTEngine):
     """Site- and l-projected DOS from GPAW with the dos-gpaw-v1 settings (override any field of
     :class:`GPAWSettings` by keyword, e.g. ``GPAWEngine(ecut_ev=400)``)."""
@@ -194,7 +206,7 @@ class GPAWEngine(DFTEngine):
 
         efermi = float(calc.get_fermi_level())
         if not np.isfinite(efermi):
-            raise DFTCalculationError("no_fermi_level", f"GPAW returned efermi={efermi}")
+            raise DFTCalculationError("no_fermi_level", f"GPAW returned efermi={efermi}{_full_bands_hint(calc)}")
         energies = p.grid.energies
         dos = DOSCalculator.from_calculator(calc)  # eigenvalues shifted so that E_F = 0
         total = np.asarray(dos.raw_dos(energies, width=p.dos_width_ev), dtype=np.float64)
