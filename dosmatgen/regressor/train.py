@@ -29,13 +29,12 @@ from dosmatgen.regressor.config import RegressorConfig
 from dosmatgen.regressor.model import NoisyDOSRegressor
 from dosmatgen.training.checkpoint import config_differences, scalers_to_tensors
 from dosmatgen.training.metrics_log import keep_epochs_before
+from dosmatgen.training.train_state import TRAIN_STATE, read_train_state, save_train_state
 from dosmatgen.training.config import DataConfig, TrainConfig
 
 LAST = "last.pt"
 BEST = "best.pt"
 METRICS = "metrics.jsonl"
-#: optimizer, scheduler and generator state after the last finished epoch (``resume=True`` continues from it)
-TRAIN_STATE = "train_state.pt"
 
 
 @dataclass(frozen=True)
@@ -217,7 +216,7 @@ def train_regressor(
             save_regressor(out / BEST, ckpt)
         with open(log_path, "a") as fh:
             fh.write(json.dumps(metrics) + "\n")
-        _save_train_state(out, {"config": config.to_dict(), "data": recorded, "device_type": device.type, "epoch": epoch,
+        save_train_state(out, {"config": config.to_dict(), "data": recorded, "device_type": device.type, "epoch": epoch,
                                 "best": best, "metrics": metrics, "warm": warm, "model": model.state_dict(), "optimizer": opt.state_dict(),
                                 "scheduler": sched.state_dict(), "generator": gen.get_state()})
         if progress:
@@ -225,21 +224,10 @@ def train_regressor(
     return RegressorTrainResult(out, total_epochs, best, metrics)
 
 
-def _save_train_state(out: Path, state: dict[str, Any]) -> None:
-    tmp = out / (TRAIN_STATE + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(out / TRAIN_STATE)
-
-
 def _load_train_state(out: Path, config: RegressorRunConfig, recorded: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
     """The saved state of the run in ``out``; CheckpointError when there is none or it belongs to another run."""
     path = out / TRAIN_STATE
-    if not path.is_file():
-        raise CheckpointError(f"{path}: nothing to resume (no interrupted regressor run in {out})")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a damaged file
-        raise CheckpointError(f"{path}: unreadable training state ({exc})") from None
+    state = read_train_state(out, "regressor")
 
     def comparable(d: Mapping[str, Any]) -> dict[str, Any]:
         d = json.loads(json.dumps(d))

@@ -29,12 +29,12 @@ from dosmatgen.surrogate.config import SurrogateTrainConfig
 from dosmatgen.surrogate.model import DOSSurrogate
 from dosmatgen.training.checkpoint import config_differences
 from dosmatgen.training.metrics_log import keep_epochs_before
+from dosmatgen.training.train_state import TRAIN_STATE, read_train_state, save_train_state
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "surrogate.pt"
 METRICS_LOG = "metrics.jsonl"
-TRAIN_STATE = "train_state.pt"
 #: Config fields that may change between an interrupted run and its resumption (how long it runs, where).
 RESUMABLE_CHANGES = ("epochs", "max_minutes", "device", "num_threads")
 
@@ -205,7 +205,7 @@ def train_surrogate(
         with open(metrics_path, "a") as fh:
             fh.write(json.dumps(row) + "\n")
         elapsed = spent + time.perf_counter() - t_start
-        _save_train_state(out, {
+        save_train_state(out, {
             "config": config.to_dict(), "train_split": train_split, "val_split": val_split,
             "store_fingerprint": _store_fingerprint(ds), "info": info, "epoch": epoch, "step": step, "best": best,
             "best_epoch": best_epoch, "seconds": elapsed, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -225,21 +225,10 @@ def _store_fingerprint(ds: DatasetStore) -> dict[str, Any]:
     return {"path": str(Path(ds.path).resolve()), "n_structures": len(ds), "split_sizes": ds.split_sizes()}
 
 
-def _save_train_state(out: Path, state: dict[str, Any]) -> None:
-    tmp = out / (TRAIN_STATE + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(out / TRAIN_STATE)
-
-
 def _load_train_state(out: Path, config: SurrogateTrainConfig, train_split: str, val_split: str) -> dict[str, Any]:
     """The saved state of the run in ``out``; CheckpointError when there is none or it belongs to another run."""
     path = out / TRAIN_STATE
-    if not path.is_file():
-        raise CheckpointError(f"{path}: nothing to resume (no interrupted surrogate run in {out})")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a damaged file
-        raise CheckpointError(f"{path}: unreadable training state ({exc})") from None
+    state = read_train_state(out, "surrogate")
     if (state.get("train_split"), state.get("val_split")) != (train_split, val_split):
         raise CheckpointError(f"{path}: the interrupted run used splits {state.get('train_split')!r}/{state.get('val_split')!r}, "
                               f"not {train_split!r}/{val_split!r}")
