@@ -100,10 +100,10 @@ def test_cli_subprocess_reports_cleanly(tmp_path):
 def test_info_on_bundled_dataset(capsys):
     assert main(["data", "info", str(bundled_dataset_path())]) == 0
     text = capsys.readouterr().out
-    assert "structures: 811   sites: 3330   elements: 63" in text
-    assert "cdvae-perov_5 418" in text and "prototype-chgnet-relaxed 326" in text
+    assert "structures: 3020   sites: 12211   elements: 63" in text
+    assert "cdvae-perov_5 675" in text and "prototype-chgnet-relaxed 2234" in text
     # atoms-per-structure histogram as counted in the dataset's README
-    for n, count in {1: 1, 2: 200, 3: 28, 4: 126, 5: 419, 6: 24, 7: 2, 8: 11}.items():
+    for n, count in {1: 61, 2: 748, 3: 273, 4: 631, 5: 840, 6: 296, 7: 33, 8: 138}.items():
         assert any(line.split()[:2] == [str(n), str(count)] for line in text.splitlines()), (n, count)
 
 

@@ -227,7 +227,7 @@ def test_torch_dataset_and_loader(built):
 def test_bundled_store_opens_with_expected_counts():
     path = bundled_dataset_path()
     store = DatasetStore.open(path)
-    assert store.num_structures == 811 and store.num_sites == 3330
+    assert store.num_structures == 3020 and store.num_sites == 12211
     assert store.has_dos and store.info["scalers"]["fitted_on"] == "train"
     np.testing.assert_array_equal(store.split, split_codes(store.ids))
     i = store.ids.index("target-IrO2")

@@ -21,7 +21,7 @@ def test_doctor_reports_every_component(capsys):
     assert {"torch", "bundled data and models", "CHGNet (default MLFF)", "SevenNet", "Orb (paper's MLFF)",
             "GPAW (local DFT)", "Ray (+ dashboard)", "Dask distributed", "submitit", "mpi4py"} <= set(checks)
     assert all(c["status"] in ("ok", "missing", "error") for c in checks.values())
-    assert checks["bundled data and models"]["status"] == "ok" and "811 structures" in checks["bundled data and models"]["detail"]
+    assert checks["bundled data and models"]["status"] == "ok" and "3020 structures" in checks["bundled data and models"]["detail"]
     assert checks["CHGNet (default MLFF)"]["status"] == "ok"  # the default MLFF works offline
     # Orb weights never ship: the line says how to supply them
     assert checks["Orb (paper's MLFF)"]["status"] == "missing" and "--mlff-weights" in checks["Orb (paper's MLFF)"]["detail"]

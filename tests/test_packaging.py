@@ -36,7 +36,7 @@ def test_wheel_carries_every_bundled_resource(tmp_path):
                if p.is_file() and "__pycache__" not in p.parts}
     assert shipped - names == set()
     for required in ("checkpoints/dosmatgen-small.pt", "checkpoints/surrogate-small.pt", "checkpoints/regressor-small.pt",
-                     "targets/target-Au3Ni.npz", "targets/target-IrO2.npz", "data/gpaw-v1.zarr/zarr.json"):
+                     "targets/target-Au3Ni.npz", "targets/target-IrO2.npz", "data/gpaw-v2.zarr/zarr.json"):
         assert f"dosmatgen/resources/{required}" in names
     # the orchestration and job packages install too; the CLI entry point is declared
     assert "cluster/__init__.py" in names and "jobs/dft_job.py" in names
