@@ -65,7 +65,7 @@ def make_store(root: Path, shards: int, shard_size: int):
 def bench_sample(args) -> None:
     import ray
 
-    from cluster.ray_sampling import make_actors, run_sampling
+    from dosmatgen_cluster.ray_sampling import make_actors, run_sampling
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-sample-"))
     if args.sampler == "diffusion":
@@ -99,7 +99,7 @@ def bench_sample(args) -> None:
 
 
 def bench_relax(args) -> None:
-    from cluster.dask_relax import dask_client, run_relax
+    from dosmatgen_cluster.dask_relax import dask_client, run_relax
     from dosmatgen.screen.baseline import load_random_sampler
     from dosmatgen.screen.stages import FilterConfig, sample_shard
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from cluster.progress_metrics import FAILED, RELAXED, ProgressCounters
+from dosmatgen_cluster.progress_metrics import FAILED, RELAXED, ProgressCounters
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@
   MPI it falls back to the first host of ``SLURM_JOB_NODELIST`` (via ``scontrol show hostnames``).
   Ray's head (``ray start --head``), a Dask scheduler or a ``torch.distributed`` rendezvous use it.
 
-CLI: ``python -m cluster.mpi_bootstrap [--port 6379] [--out DIR]`` prints (or writes) one JSON record per rank.
+CLI: ``python -m dosmatgen_cluster.mpi_bootstrap [--port 6379] [--out DIR]`` prints (or writes) one JSON record per rank.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def gather_counts(value: int, use_mpi: bool = True) -> list[int] | None:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m cluster.mpi_bootstrap")
+    p = argparse.ArgumentParser(prog="python -m dosmatgen_cluster.mpi_bootstrap")
     p.add_argument("--port", type=int, default=6379)
     p.add_argument("--no-mpi", action="store_true")
     p.add_argument("--out", default=None, help="write rank<k>.json into this folder instead of printing")

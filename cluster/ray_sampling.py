@@ -10,7 +10,7 @@ started; since a shard is marked complete only after all its rows are written, t
 N candidates and no duplicates. Every ``ray.wait``/``ray.get`` has a timeout (an actor asking for a GPU that
 does not exist would otherwise wait forever).
 
-Progress counters are exported with ``ray.util.metrics`` (:mod:`cluster.progress_metrics`:
+Progress counters are exported with ``ray.util.metrics`` (:mod:`dosmatgen_cluster.progress_metrics`:
 ``dosmatgen_candidates_sampled`` from the actors, ``dosmatgen_sample_shards_failed`` from the driver) and actors
 are named ``dosmatgen-sampler-<i>``.
 """
@@ -27,7 +27,7 @@ from typing import Any, Iterable
 
 import ray
 
-from cluster.progress_metrics import SAMPLE_SHARDS_FAILED, SAMPLED, ProgressCounters
+from dosmatgen_cluster.progress_metrics import SAMPLE_SHARDS_FAILED, SAMPLED, ProgressCounters
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class SamplingActor:
         self.sampler = resolve_callable(loader)(**options, device=self.device)
         self.load_seconds = time.perf_counter() - t0
         self.loads = 1
-        from cluster.progress_metrics import ProgressCounters
+        from dosmatgen_cluster.progress_metrics import ProgressCounters
 
         self.counters = ProgressCounters()
 
@@ -128,7 +128,7 @@ def run_sampling(
     from tqdm import tqdm
 
     if not ray.is_initialized():
-        raise RuntimeError("ray is not initialized: call cluster.ray_sampling.connect() or ray.init() first")
+        raise RuntimeError("ray is not initialized: call dosmatgen_cluster.ray_sampling.connect() or ray.init() first")
     queue = collections.deque(units)
     total = len(queue)
     t0 = time.perf_counter()

@@ -73,7 +73,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
 
-    loader_fn = resolve_callable(loop_config.get("dataset_loader", "cluster.ray_train:store_datasets"))
+    loader_fn = resolve_callable(loop_config.get("dataset_loader", "dosmatgen_cluster.ray_train:store_datasets"))
     train_ds, _val = loader_fn(**loop_config.get("dataset_options", {}))
     sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=tc.seed, drop_last=True)
     per_worker_batch = tc.batch_size // world  # run_distributed_training checks that world divides batch_size
@@ -189,7 +189,7 @@ def run_distributed_training(
     storage_path: str,
     name: str = "dosmatgen-train",
     epochs: int | None = None,
-    dataset_loader: str = "cluster.ray_train:store_datasets",
+    dataset_loader: str = "dosmatgen_cluster.ray_train:store_datasets",
     dataset_options: dict[str, Any] | None = None,
     resume_from: str | None = None,
     init_from: str | None = None,
@@ -312,7 +312,7 @@ def train_to_folder(
     saved["data"] = {**dict(run_config.get("data") or {}), "store": str(store)}
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
-    from cluster.ray_sampling import connect
+    from dosmatgen_cluster.ray_sampling import connect
 
     connect(address)
     result = run_distributed_training(
@@ -327,13 +327,13 @@ def train_to_folder(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m cluster.ray_train CONFIG.yaml --out DIR --workers N [--gpu] [--epochs E] [--resume]``
+    """``python -m dosmatgen_cluster.ray_train CONFIG.yaml --out DIR --workers N [--gpu] [--epochs E] [--resume]``
     (the same as ``dosmatgen train --distributed``)."""
     import argparse
 
     import yaml
 
-    p = argparse.ArgumentParser(prog="python -m cluster.ray_train")
+    p = argparse.ArgumentParser(prog="python -m dosmatgen_cluster.ray_train")
     p.add_argument("config")
     p.add_argument("--out", required=True, help="output folder: last.pt, config.yaml, metrics.jsonl")
     p.add_argument("--data", default=None, help="dataset store; overrides data.store of the config")

@@ -47,7 +47,7 @@ def stage_sample(cfg: ScreenConfig, store: RunStore, progress: bool) -> dict[str
     if not units:
         return {"shards": 0}
     if cfg.sample.backend == "ray":
-        from cluster import ray_sampling
+        from dosmatgen_cluster import ray_sampling
 
         ray_sampling.connect(opts.get("address"), opts.get("num_cpus"), opts.get("num_gpus"))
         rep = ray_sampling.run_sampling(
@@ -72,7 +72,7 @@ def stage_relax(cfg: ScreenConfig, store: RunStore, progress: bool) -> dict[str,
         return {"shards": 0}
     t0 = time.perf_counter()
     if cfg.relax.backend == "dask":
-        from cluster.dask_relax import dask_client, run_relax
+        from dosmatgen_cluster.dask_relax import dask_client, run_relax
 
         opts = dict(cfg.relax.backend_options)
         timeout = float(opts.pop("timeout_s", 3600))
@@ -105,7 +105,7 @@ def stage_dft(cfg: ScreenConfig, store: RunStore, progress: bool, wait: bool | N
     from tqdm import tqdm
 
     if cfg.dft.backend == "submitit":
-        from cluster.submitit_dft import run_dft_stage
+        from dosmatgen_cluster.submitit_dft import run_dft_stage
 
         opts = dict(cfg.dft.backend_options)
         timeout = float(opts.pop("wait_timeout_s", 24 * 3600))
@@ -113,7 +113,7 @@ def stage_dft(cfg: ScreenConfig, store: RunStore, progress: bool, wait: bool | N
                             timeout_s=timeout, wait=wait, progress=progress)
         return {"submitted": rep.submitted, "completed": rep.completed, "given_up": len(rep.failed),
                 "waiting_on_scheduler": rep.waiting_on_scheduler, "job_ids": rep.job_ids}
-    from cluster.submitit_dft import pending_units
+    from dosmatgen_cluster.submitit_dft import pending_units
 
     engine = None
     done = 0
@@ -156,10 +156,10 @@ def run_screen(config: str | Path, *, resume: bool = False, overrides: dict[str,
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m cluster.screen CONFIG [--resume]`` (the same as ``dosmatgen screen``)."""
+    """``python -m dosmatgen_cluster.screen CONFIG [--resume]`` (the same as ``dosmatgen screen``)."""
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m cluster.screen")
+    p = argparse.ArgumentParser(prog="python -m dosmatgen_cluster.screen")
     p.add_argument("config")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")

@@ -22,7 +22,7 @@ from typing import Any
 
 import submitit
 
-from jobs.dft_job import DFTJob
+from dosmatgen_jobs.dft_job import DFTJob
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """The DFT unit of work: one selected candidate (target, slot k) -> its site DOS in the run store.
 
-Submitted by :mod:`cluster.submitit_dft` as one element of a submitit job array. On Slurm the job runs as ONE
+Submitted by :mod:`dosmatgen_cluster.submitit_dft` as one element of a submitit job array. On Slurm the job runs as ONE
 task (``tasks_per_node=1``) and, when ``srun_args`` is given (e.g. ``["srun", "-n", "4", "--cpu-bind=cores"]``),
-starts the calculation itself through an inner ``srun`` of ``python -m jobs.dft_job`` (the MPI-parallel DFT
+starts the calculation itself through an inner ``srun`` of ``python -m dosmatgen_jobs.dft_job`` (the MPI-parallel DFT
 step); locally it computes in-process.
 
 VASP (``dft.options.name: vasp``) runs its own parallel step: the engine starts ``launch_cmd`` in the calculation
@@ -16,7 +16,7 @@ job shows as failed; the driver retries it up to ``dft.max_attempts`` times.
 
 CLI (used by the inner srun)::
 
-    python -m jobs.dft_job STORE_ROOT TARGET K LOADER OPTIONS_JSON WORKDIR
+    python -m dosmatgen_jobs.dft_job STORE_ROOT TARGET K LOADER OPTIONS_JSON WORKDIR
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ class DFTJob(Checkpointable):
 
     def __call__(self, target_id: str, k: int) -> dict[str, Any]:
         if self.srun_args and os.environ.get("SLURM_JOB_ID"):
-            cmd = [*self.srun_args, sys.executable, "-m", "jobs.dft_job", self.store_root, target_id, str(k),
+            cmd = [*self.srun_args, sys.executable, "-m", "dosmatgen_jobs.dft_job", self.store_root, target_id, str(k),
                    self.loader, json.dumps(self.options), self.workdir]
             proc = subprocess.run(cmd, check=False)
             from dosmatgen.runstore import RunStore

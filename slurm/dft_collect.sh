@@ -22,4 +22,4 @@ SCRIPT_DIR="${DOSMATGEN_SLURM_DIR:-${SLURM_SUBMIT_DIR:-$(pwd)}/slurm}"
 # shellcheck source=slurm/common.sh
 source "${SCRIPT_DIR}/common.sh"
 dmg_setup_env
-"${DMG_RUN[@]}" python -u -m cluster.screen "$CONFIG" --resume "$@"
+"${DMG_RUN[@]}" python -u -m dosmatgen_cluster.screen "$CONFIG" --resume "$@"

@@ -16,7 +16,7 @@
 #
 # One Ray node per task (one task per node): the Ray head on the first node, workers on the others, all
 # started with srun; a Dask scheduler and one Dask worker per node for the relax stage (srun --overlap, since
-# the Ray steps already hold the nodes' CPUs); then the driver (`python -m cluster.screen`) on the first node.
+# the Ray steps already hold the nodes' CPUs); then the driver (`python -m dosmatgen_cluster.screen`) on the first node.
 # The driver samples on the GPUs, relaxes, ranks, SUBMITS the DFT job array and exits, so the GPU allocation is
 # never held while DFT jobs queue. Collect the DFT results later with slurm/dft_collect.sh, e.g. as a
 # dependent job:   sbatch --dependency=afterany:<dft array job id> slurm/dft_collect.sh CONFIG
@@ -85,7 +85,7 @@ srun --overlap --nodes="${#NODES[@]}" --ntasks="${#NODES[@]}" --export=ALL \
 
 # --- the driver (this batch step, first node) -------------------------------------------------------------
 status=0
-"${DMG_RUN[@]}" python -u -m cluster.screen "$CONFIG" "$@" || status=$?
+"${DMG_RUN[@]}" python -u -m dosmatgen_cluster.screen "$CONFIG" "$@" || status=$?
 
 # stop the services started above (background srun steps of this script only)
 kill $(jobs -p) 2>/dev/null || true

@@ -5,7 +5,7 @@ import pathlib
 
 import pytest
 
-FORBIDDEN = {"ray", "dask", "distributed", "dask_jobqueue", "submitit", "mpi4py", "cluster", "jobs"}
+FORBIDDEN = {"ray", "dask", "distributed", "dask_jobqueue", "submitit", "mpi4py", "dosmatgen_cluster", "dosmatgen_jobs"}
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # the CLI's `screen` and `train --distributed` handlers may import cluster lazily inside a function: they are the
 # documented bridges

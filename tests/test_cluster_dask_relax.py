@@ -10,7 +10,7 @@ import pytest
 from screen_helpers import small_store
 
 pytest.importorskip("distributed")
-from cluster.dask_relax import dask_client, run_relax  # noqa: E402
+from dosmatgen_cluster.dask_relax import dask_client, run_relax  # noqa: E402
 from dosmatgen.runstore import Flag  # noqa: E402
 from dosmatgen.screen.baseline import load_random_sampler  # noqa: E402
 from dosmatgen.screen.stages import FilterConfig, sample_shard  # noqa: E402
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.cluster
 
 
 def test_local_cluster_relaxes_every_shard_once(tmp_path, monkeypatch):
-    import cluster.dask_relax as dask_relax
+    import dosmatgen_cluster.dask_relax as dask_relax
 
     counted: list[tuple[str, float, str]] = []  # what the driver reports to the Ray dashboard counters
     monkeypatch.setattr(dask_relax.ProgressCounters, "inc", lambda self, name, value, *, target: counted.append((name, value, target)))

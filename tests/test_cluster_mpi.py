@@ -11,14 +11,14 @@ import sys
 import pytest
 
 pytest.importorskip("mpi4py")
-from cluster.mpi_bootstrap import discover, elect_head  # noqa: E402
+from dosmatgen_cluster.mpi_bootstrap import discover, elect_head  # noqa: E402
 
 
 @pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs Open MPI (apt-get install openmpi-bin libopenmpi-dev)")
 def test_mpirun_two_ranks_agree_on_the_head(tmp_path):
     env = {**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
            "OMPI_MCA_rmaps_base_oversubscribe": "1", "DOSMATGEN_HEAD_IP": "127.0.0.1"}
-    proc = subprocess.run(["mpirun", "-n", "2", sys.executable, "-m", "cluster.mpi_bootstrap", "--port", "7123",
+    proc = subprocess.run(["mpirun", "-n", "2", sys.executable, "-m", "dosmatgen_cluster.mpi_bootstrap", "--port", "7123",
                            "--out", str(tmp_path)], capture_output=True, text=True, timeout=180, env=env)
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("rank*.json"))]

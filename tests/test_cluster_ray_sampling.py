@@ -15,7 +15,7 @@ import pytest
 from screen_helpers import TESTS_DIR, small_store
 
 ray = pytest.importorskip("ray")
-from cluster import ray_sampling  # noqa: E402
+from dosmatgen_cluster import ray_sampling  # noqa: E402
 
 pytestmark = pytest.mark.cluster
 METRICS_PORT = 18765
@@ -112,7 +112,7 @@ def test_metrics_counter_reads_back_sampled_n(tmp_path):
 
 def test_driver_side_relax_counters_reach_the_metrics_endpoint():
     """The relax stage's counters are incremented by the driver (as Dask shards finish): they are exported too."""
-    from cluster.progress_metrics import FAILED, RELAXED, ProgressCounters
+    from dosmatgen_cluster.progress_metrics import FAILED, RELAXED, ProgressCounters
 
     counters = ProgressCounters()
     counters.inc(RELAXED, 7, target="driver-target")

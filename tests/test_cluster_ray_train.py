@@ -13,7 +13,7 @@ import pytest
 from screen_helpers import TESTS_DIR, tiny_run_config
 
 ray = pytest.importorskip("ray")
-from cluster.ray_train import CHECKPOINT_FILE, run_distributed_training  # noqa: E402
+from dosmatgen_cluster.ray_train import CHECKPOINT_FILE, run_distributed_training  # noqa: E402
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -73,7 +73,7 @@ def test_ddp_two_workers_matches_the_single_process_trainer(tmp_path):
     parameters agree to round-off."""
     from screen_helpers import synthetic_training_set
 
-    from cluster.ray_train import param_digest
+    from dosmatgen_cluster.ray_train import param_digest
     from dosmatgen.training.checkpoint import load_checkpoint
     from dosmatgen.training.config import RunConfig
     from dosmatgen.training.trainer import build_model, read_metrics, train

@@ -21,7 +21,7 @@ CI = Path(__file__).resolve().parents[1] / "configs" / "screen" / "ci.yaml"
 
 
 def _run(run_dir: Path, *extra: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(TESTS_DIR)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")]))}
     cmd = [sys.executable, "-m", "dosmatgen.cli.main", "screen", str(CI), "--no-progress",
            "--set", f"run.dir={run_dir}", "--set", "dft.loader=screen_helpers:load_test_engine", "--set", "dft.options={}",
            *extra]

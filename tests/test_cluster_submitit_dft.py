@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from screen_helpers import TESTS_DIR
 
 pytest.importorskip("submitit")
-from cluster.submitit_dft import SUBMISSIONS_FILE, pending_units, run_dft_stage  # noqa: E402
+from dosmatgen_cluster.submitit_dft import SUBMISSIONS_FILE, pending_units, run_dft_stage  # noqa: E402
 from dosmatgen.screen.baseline import load_random_sampler  # noqa: E402
 from dosmatgen.screen.stages import RelaxOutcome, FilterConfig, rank_shard, relax_shard, sample_shard, select_top_k  # noqa: E402
 
@@ -32,7 +34,7 @@ def _prepared(tmp_path, top_k=3):
 
 
 def test_local_job_array_records_failure_and_retries(tmp_path, monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", str(TESTS_DIR))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")])))
     store = _prepared(tmp_path / "run")
     rows, _ = store.target("t0").selection()
     fail_dir = tmp_path / "fail"
@@ -54,7 +56,7 @@ def test_local_job_array_records_failure_and_retries(tmp_path, monkeypatch):
 
 
 def test_given_up_after_max_attempts(tmp_path, monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", str(TESTS_DIR))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")])))
     store = _prepared(tmp_path / "run", top_k=1)
     rows, _ = store.target("t0").selection()
     fail_dir = tmp_path / "fail"
@@ -91,7 +93,7 @@ def _slurm_history(store, jobs):
 def test_resume_does_not_resubmit_queued_slurm_jobs_and_records_vanished_ones(tmp_path, monkeypatch):
     """--resume while the DFT array is still in the queue: queued/running slots are left alone; a job that left
     the queue without a result or failure record (killed by Slurm) counts as a failed attempt, once."""
-    import cluster.submitit_dft as sd
+    import dosmatgen_cluster.submitit_dft as sd
 
     store = _prepared(tmp_path / "run", top_k=3)
     _slurm_history(store, [{"job_id": "77_0", "target": "t0", "k": 0, "attempts_before": 0},
@@ -115,7 +117,7 @@ def test_resume_does_not_resubmit_queued_slurm_jobs_and_records_vanished_ones(tm
 def test_squeue_states_parses_array_tasks_and_reports_failures(monkeypatch):
     import subprocess
 
-    import cluster.submitit_dft as sd
+    import dosmatgen_cluster.submitit_dft as sd
 
     calls = []
 
@@ -138,7 +140,7 @@ def test_dft_job_is_requeued_with_its_own_arguments():
     requeued job is the same unit (completed units are skipped through the manifest, so nothing is duplicated)."""
     import submitit
 
-    from jobs.dft_job import DFTJob
+    from dosmatgen_jobs.dft_job import DFTJob
 
     job = DFTJob("/runs/x", "dosmatgen.dft.engine:get_engine", {"name": "gpaw"}, "/runs/x/dft_work", ["srun", "-n", "4"])
     again = job.checkpoint("t0", 3)

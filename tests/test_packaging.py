@@ -15,6 +15,22 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _pyproject() -> dict:
+    import tomllib
+
+    return tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def test_package_list_names_every_library_package_and_maps_the_orchestration_folders():
+    """The package list is explicit (packages.find cannot rename cluster/ -> dosmatgen_cluster): a new folder
+    under dosmatgen/ that is missing from it would silently be left out of the wheel."""
+    st = _pyproject()["tool"]["setuptools"]
+    on_disk = {str(p.parent.relative_to(REPO)).replace("/", ".") for p in (REPO / "dosmatgen").rglob("__init__.py")
+               if "__pycache__" not in p.parts}
+    assert set(st["packages"]) == on_disk | {"dosmatgen_cluster", "dosmatgen_jobs"}
+    assert st["package-dir"] == {"dosmatgen_cluster": "cluster", "dosmatgen_jobs": "jobs"}
+
+
 @pytest.mark.slow
 def test_wheel_carries_every_bundled_resource(tmp_path):
     src = tmp_path / "src"
@@ -39,6 +55,7 @@ def test_wheel_carries_every_bundled_resource(tmp_path):
                      "targets/target-Au3Ni.npz", "targets/target-IrO2.npz", "data/gpaw-v2.zarr/zarr.json"):
         assert f"dosmatgen/resources/{required}" in names
     # the orchestration and job packages install too; the CLI entry point is declared
-    assert "cluster/__init__.py" in names and "jobs/dft_job.py" in names
+    assert "dosmatgen_cluster/__init__.py" in names and "dosmatgen_jobs/dft_job.py" in names
+    assert not any(n.startswith(("cluster/", "jobs/")) for n in names)  # never the generic top-level names
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "dosmatgen = dosmatgen.cli.main:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ import pytest
 import yaml
 from screen_helpers import TESTS_DIR, write_config
 
-from cluster.screen import run_screen
+from dosmatgen_cluster.screen import run_screen
 from dosmatgen.errors import InvalidRecordError
 from dosmatgen.runstore import RunStore
 from dosmatgen.screen.config import load_screen_config
@@ -19,7 +20,7 @@ from dosmatgen.screen.config import load_screen_config
 
 @pytest.fixture(autouse=True)
 def _helpers_on_path(monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", str(TESTS_DIR))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")])))
 
 
 def test_interrupt_between_stages_then_resume(tmp_path):
@@ -120,7 +121,7 @@ def test_cli_reports_bad_config_in_one_line_without_importing_ray(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "dosmatgen.cli.main", "screen", str(bad)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "targets: needs at least one target" in proc.stderr
-    code = "import sys; from dosmatgen.cli.main import build_parser; build_parser(); print(sorted(m for m in ('ray','dask','submitit','cluster') if m in sys.modules))"
+    code = "import sys; from dosmatgen.cli.main import build_parser; build_parser(); print(sorted(m for m in ('ray','dask','submitit','dosmatgen_cluster') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "[]"
 
@@ -185,7 +186,7 @@ def test_shipped_configs_name_real_loaders_that_accept_their_options(monkeypatch
 
 def test_vasp_is_a_library_engine_and_jobs_supply_srun_on_slurm():
     from dosmatgen.dft.engine import available_engines, get_engine
-    from jobs.dft_job import SLURM_VASP_LAUNCH, engine_options
+    from dosmatgen_jobs.dft_job import SLURM_VASP_LAUNCH, engine_options
 
     assert "vasp" in available_engines()
     assert get_engine("vasp", launch_cmd="srun vasp_std").launch_cmd == ["srun", "vasp_std"]

@@ -35,7 +35,7 @@ def _need_slurm():
 
 def test_sbatch_screen_script_runs_ci_config(tmp_path):
     env = {**os.environ, "DOSMATGEN_VENV": os.environ.get("VIRTUAL_ENV", sys.prefix), "DOSMATGEN_RAY_HEAD_WAIT": "10",
-           "PYTHONPATH": str(TESTS_DIR), "SCRATCH": str(tmp_path / "scratch")}
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")])), "SCRATCH": str(tmp_path / "scratch")}
     out = tmp_path / "screen.out"
     cmd = ["sbatch", "--wait", "--nodes=1", "--cpus-per-task=2", "--time=00:20:00", f"--output={out}",
            "slurm/screen.sh", "configs/screen/ci.yaml", "--set", f"run.dir={tmp_path / 'run'}",
@@ -53,9 +53,9 @@ def test_sbatch_screen_script_runs_ci_config(tmp_path):
 def test_submitit_slurm_executor_dft_job(tmp_path, monkeypatch):
     from test_cluster_submitit_dft import _prepared
 
-    from cluster.submitit_dft import run_dft_stage
+    from dosmatgen_cluster.submitit_dft import run_dft_stage
 
-    monkeypatch.setenv("PYTHONPATH", str(TESTS_DIR))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")])))
     store = _prepared(tmp_path / "run", top_k=1)
     submitted = run_dft_stage(store, "screen_helpers:load_test_engine", {},
                               {"cluster": "slurm", "slurm_partition": "debug", "timeout_min": 10, "cpus_per_task": 1},
@@ -75,9 +75,9 @@ def test_submitit_slurm_inner_srun_setup_and_resume_while_queued(tmp_path, monke
     queued or running submits nothing again (squeue), and the one after it finished collects the result."""
     from test_cluster_submitit_dft import _prepared
 
-    from cluster.submitit_dft import SUBMISSIONS_FILE, run_dft_stage
+    from dosmatgen_cluster.submitit_dft import SUBMISSIONS_FILE, run_dft_stage
 
-    monkeypatch.setenv("PYTHONPATH", str(TESTS_DIR))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")])))
     store = _prepared(tmp_path / "run", top_k=1)
     folder = tmp_path / "submitit"
     opts = {"cluster": "slurm", "folder": str(folder), "slurm_partition": "debug", "timeout_min": 10, "cpus_per_task": 1,
@@ -107,7 +107,7 @@ def test_relax_stage_on_a_dask_jobqueue_slurm_cluster(tmp_path):
     pytest.importorskip("dask_jobqueue")
     from screen_helpers import small_store
 
-    from cluster.dask_relax import dask_client, run_relax
+    from dosmatgen_cluster.dask_relax import dask_client, run_relax
     from dosmatgen.screen.baseline import load_random_sampler
     from dosmatgen.screen.stages import FilterConfig, sample_shard
 

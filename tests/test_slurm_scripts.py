@@ -38,7 +38,7 @@ def test_gpu_scripts_follow_perlmutter_conventions(name):
 def test_screen_script_overlaps_later_steps_and_submits_without_waiting():
     text = (SLURM / "screen.sh").read_text()
     assert text.count("srun --overlap") >= 2  # Dask scheduler and workers join nodes that Ray holds
-    assert "python -u -m cluster.screen" in text
+    assert "python -u -m dosmatgen_cluster.screen" in text
     assert "--resume" in (SLURM / "dft_collect.sh").read_text()
     assert "-C cpu" in _directives(SLURM / "dft_collect.sh")
 

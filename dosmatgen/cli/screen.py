@@ -27,7 +27,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 def _handle(args: argparse.Namespace) -> int:
     try:
-        from cluster.screen import run_screen
+        from dosmatgen_cluster.screen import run_screen
     except ImportError as exc:
         raise InvalidRecordError(
             f"the screen driver needs the cluster extra (pip install 'dosmatgen[cluster]'): {exc}"

@@ -48,7 +48,7 @@ def _train_distributed(args: argparse.Namespace, config, store: str) -> int:
     if args.workers < 1:
         raise InvalidRecordError(f"--workers must be >= 1, got {args.workers}")
     try:
-        from cluster.ray_train import train_to_folder
+        from dosmatgen_cluster.ray_train import train_to_folder
     except ImportError as exc:
         raise InvalidRecordError(f"--distributed needs the cluster extra (pip install 'dosmatgen[cluster]'): {exc}") from None
     print(f"distributed training on {args.workers} {'GPU' if args.gpu else 'CPU'} worker(s)")
