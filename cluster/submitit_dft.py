@@ -22,6 +22,7 @@ from typing import Any
 
 import submitit
 
+from dosmatgen.screen.pending import pending_units
 from dosmatgen_jobs.dft_job import DFTJob
 
 log = logging.getLogger(__name__)
@@ -66,20 +67,6 @@ def make_executor_cluster(options: dict[str, Any]) -> str:
 
 def is_scheduler(executor: submitit.Executor) -> bool:
     return getattr(executor, "cluster", "") == "slurm"
-
-
-def pending_units(store, max_attempts: int) -> tuple[list[tuple[str, int]], list[dict[str, Any]]]:
-    """(units to run, units given up after max_attempts failures)."""
-    todo, given_up = [], []
-    for t in store.targets():
-        failures = {int(f["unit"]): f for f in store.manifest.failures("dft", t.id)}
-        for k in t.pending("dft"):
-            f = failures.get(k)
-            if f is not None and int(f.get("attempts", 0)) >= max_attempts:
-                given_up.append(f)
-            else:
-                todo.append((t.id, k))
-    return todo, given_up
 
 
 #: Slurm job states in which a submitted DFT job may still produce its result

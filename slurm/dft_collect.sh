@@ -11,7 +11,7 @@
 #
 # Collect the results of a screening run's DFT job array and write the summary (no GPUs needed):
 #
-#     sbatch --dependency=afterany:<DFT array job id> slurm/dft_collect.sh configs/screen/nersc.yaml
+#     sbatch --dependency=afterany:<DFT array job id> slurm/dft_collect.sh configs/screen/nersc.yaml [dosmatgen screen options]
 #
 # The job ids are in <run dir>/dft_submissions.json. `--resume` reruns every stage, which skips all completed
 # shards; DFT slots that failed are resubmitted while they have attempts left (dft.max_attempts).
@@ -22,4 +22,4 @@ SCRIPT_DIR="${DOSMATGEN_SLURM_DIR:-${SLURM_SUBMIT_DIR:-$(pwd)}/slurm}"
 # shellcheck source=slurm/common.sh
 source "${SCRIPT_DIR}/common.sh"
 dmg_setup_env
-"${DMG_RUN[@]}" python -u -m dosmatgen_cluster.screen "$CONFIG" --resume "$@"
+"${DMG_RUN[@]}" dosmatgen screen "$CONFIG" --resume "$@"

@@ -16,7 +16,9 @@
 #
 # One Ray node per task (one task per node): the Ray head on the first node, workers on the others, all
 # started with srun; a Dask scheduler and one Dask worker per node for the relax stage (srun --overlap, since
-# the Ray steps already hold the nodes' CPUs); then the driver (`python -m dosmatgen_cluster.screen`) on the first node.
+# the Ray steps already hold the nodes' CPUs); then the driver (`dosmatgen screen CONFIG [options]`) on the first node.
+# Every `dosmatgen screen` option is forwarded; `dosmatgen screen --check` validates them and the config first,
+# so a wrong flag or key fails before any Ray or Dask start-up.
 # The driver samples on the GPUs, relaxes, ranks, SUBMITS the DFT job array and exits, so the GPU allocation is
 # never held while DFT jobs queue. Collect the DFT results later with slurm/dft_collect.sh, e.g. as a
 # dependent job:   sbatch --dependency=afterany:<dft array job id> slurm/dft_collect.sh CONFIG
@@ -38,6 +40,8 @@ SCRIPT_DIR="${DOSMATGEN_SLURM_DIR:-${SLURM_SUBMIT_DIR:-$(pwd)}/slurm}"
 # shellcheck source=slurm/common.sh
 source "${SCRIPT_DIR}/common.sh"
 dmg_setup_env
+# a wrong flag, config key, loader or missing backend fails here, before the allocation starts any service
+"${DMG_RUN[@]}" dosmatgen screen "$CONFIG" "$@" --check
 
 JOB_DIR="${SCRATCH}/dosmatgen/slurm-${SLURM_JOB_ID:-local}"
 mkdir -p "$JOB_DIR"
@@ -85,7 +89,7 @@ srun --overlap --nodes="${#NODES[@]}" --ntasks="${#NODES[@]}" --export=ALL \
 
 # --- the driver (this batch step, first node) -------------------------------------------------------------
 status=0
-"${DMG_RUN[@]}" python -u -m dosmatgen_cluster.screen "$CONFIG" "$@" || status=$?
+"${DMG_RUN[@]}" dosmatgen screen "$CONFIG" "$@" || status=$?
 
 # stop the services started above (background srun steps of this script only)
 kill $(jobs -p) 2>/dev/null || true

@@ -9,7 +9,8 @@ import pytest
 from screen_helpers import TESTS_DIR
 
 pytest.importorskip("submitit")
-from dosmatgen_cluster.submitit_dft import SUBMISSIONS_FILE, pending_units, run_dft_stage  # noqa: E402
+from dosmatgen_cluster.submitit_dft import SUBMISSIONS_FILE, run_dft_stage  # noqa: E402
+from dosmatgen.screen.pending import pending_units  # noqa: E402
 from dosmatgen.screen.baseline import load_random_sampler  # noqa: E402
 from dosmatgen.screen.stages import RelaxOutcome, FilterConfig, rank_shard, relax_shard, sample_shard, select_top_k  # noqa: E402
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from screen_helpers import TESTS_DIR, write_config
 
-from dosmatgen_cluster.screen import run_screen
+from dosmatgen.screen.driver import run_screen
 from dosmatgen.errors import InvalidRecordError
 from dosmatgen.runstore import RunStore
 from dosmatgen.screen.config import load_screen_config

@@ -1,7 +1,8 @@
-"""``dosmatgen screen CONFIG.yaml [--resume] [--set key=value ...]``: the screening run.
+"""``dosmatgen screen CONFIG.yaml [--resume] [--set key=value ...] [--stop-after STAGE] [--check]``: a screening run.
 
-The orchestration lives in the top-level ``cluster`` package (Ray, Dask, submitit); it is imported only inside
-the handler, so the library and ``dosmatgen --help`` never import those frameworks.
+The driver is the library's (:mod:`dosmatgen.screen.driver`); cluster backends are found by name from the config,
+so ``dosmatgen --help`` and an inline screen never import Ray, Dask or submitit. ``--check`` validates the options,
+the config, its loaders and backends, and exits: slurm/screen.sh runs it before it starts Ray.
 """
 
 from __future__ import annotations
@@ -26,16 +27,18 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 
 def _handle(args: argparse.Namespace) -> int:
-    try:
-        from dosmatgen_cluster.screen import run_screen
-    except ImportError as exc:
-        raise InvalidRecordError(
-            f"the screen driver needs the cluster extra (pip install 'dosmatgen[cluster]'): {exc}"
-        ) from None
+    from dosmatgen.screen.driver import check_screen, run_screen
+
+    overrides = parse_overrides(args.set)
+    if args.check:
+        cfg = check_screen(args.config, overrides)
+        backends = ", ".join(f"{s}={getattr(cfg, s).backend}" for s in ("sample", "relax", "rank", "dft"))
+        print(f"{args.config}: OK ({len(cfg.targets)} target(s); {backends}; run dir {cfg.run_dir})")
+        return 0
     result = run_screen(
         args.config,
         resume=args.resume,
-        overrides=parse_overrides(args.set),
+        overrides=overrides,
         progress=not args.no_progress,
         stop_after=args.stop_after,
     )
@@ -51,4 +54,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. run.dir=/tmp/x")
     p.add_argument("--stop-after", choices=["sample", "relax", "rank"], default=None, help="end after this stage")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--check", action="store_true",
+                   help="validate the options, config, loaders and backends, then exit (runs nothing)")
     p.set_defaults(func=_handle)

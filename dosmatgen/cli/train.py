@@ -9,8 +9,8 @@ docs/model.md). ``--data`` overrides ``data.store``. The output folder receives 
 
 ``--distributed`` trains with Ray Train DDP instead (NCCL on GPUs, gloo on CPU; one worker per GPU with
 ``--gpu``), on the Ray cluster at ``--address`` / ``RAY_ADDRESS`` or a local one. The orchestration lives in the
-top-level ``cluster`` package and is imported only here, inside the handler. OUT receives ``last.pt`` (the same
-format, so ``dosmatgen sample`` takes it), ``config.yaml`` and ``metrics.jsonl``; no validation loss or
+``dosmatgen_cluster`` package, found by name through :mod:`dosmatgen.plugins` (the library never imports it).
+OUT receives ``last.pt`` (the same format, so ``dosmatgen sample`` takes it), ``config.yaml`` and ``metrics.jsonl``; no validation loss or
 ``best.pt`` is computed in this mode. ``--storage`` (default OUT/ray) must be shared storage on a cluster.
 """
 
@@ -47,10 +47,9 @@ def _train_distributed(args: argparse.Namespace, config, store: str) -> int:
 
     if args.workers < 1:
         raise InvalidRecordError(f"--workers must be >= 1, got {args.workers}")
-    try:
-        from dosmatgen_cluster.ray_train import train_to_folder
-    except ImportError as exc:
-        raise InvalidRecordError(f"--distributed needs the cluster extra (pip install 'dosmatgen[cluster]'): {exc}") from None
+    from dosmatgen import plugins
+
+    train_to_folder = plugins.lookup(plugins.DISTRIBUTED_TRAINING, "ray")  # PluginUnavailable without the cluster extra
     print(f"distributed training on {args.workers} {'GPU' if args.gpu else 'CPU'} worker(s)")
     info = train_to_folder(config.to_dict(), store, args.out, num_workers=args.workers, use_gpu=args.gpu,
                            storage_path=args.storage, address=args.address, resume=args.resume,

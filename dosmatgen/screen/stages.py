@@ -19,17 +19,17 @@ writes its whole unit and marks it done last, so a crash anywhere leaves the uni
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
 
 from dosmatgen.crystal import Crystal
 from dosmatgen.dos.record import DOSRecord
+from dosmatgen.dotted import resolve_callable  # noqa: F401  (re-exported: loaders are resolved through it)
 from dosmatgen.errors import InvalidRecordError, StoreError
 from dosmatgen.runstore import Flag, RunStore, TargetRun
 from dosmatgen.runstore.flags import failure_flags
@@ -82,24 +82,6 @@ class Relaxer(Protocol):
 
 class Scorer(Protocol):
     def __call__(self, crystals: list[Crystal], target: TargetContext, formation_energy: np.ndarray) -> np.ndarray: ...
-
-
-def resolve_callable(spec: str) -> Callable[..., Any]:
-    """Import ``"package.module:attribute"``; InvalidRecordError naming the spec if it cannot."""
-    if not isinstance(spec, str) or spec.count(":") != 1:
-        raise InvalidRecordError(f"callable spec {spec!r} must look like 'package.module:function'")
-    module_name, attr = spec.split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise InvalidRecordError(f"cannot import {module_name!r} for {spec!r}: {exc}") from exc
-    try:
-        fn = getattr(module, attr)
-    except AttributeError:
-        raise InvalidRecordError(f"module {module_name!r} has no attribute {attr!r} (spec {spec!r})") from None
-    if not callable(fn):
-        raise InvalidRecordError(f"{spec!r} is not callable")
-    return fn
 
 
 # ----------------------------------------------------------------------------- filters
