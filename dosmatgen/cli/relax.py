@@ -103,10 +103,9 @@ def cmd_relax(args) -> int:
     from dosmatgen.errors import InvalidRecordError
     from dosmatgen.io.structure_files import write_cif_zip, write_extxyz
     from dosmatgen.io.atomic import atomic_write
-    from dosmatgen.relax.batched_fire import BatchedRelaxer, RelaxSettings
-    from dosmatgen.elements import symbol
-    from dosmatgen.relax.formation_energy import StabilityFilter, elements_without_reference, formation_energies
-    from dosmatgen.relax.references import ElementalReferences
+    from dosmatgen.relax.batched_fire import RelaxSettings
+    from dosmatgen.relax.formation_energy import StabilityFilter
+    from dosmatgen.relax.workflow import StabilityWorkflow
 
     if args.fmax <= 0 or args.max_steps < 0 or args.batch_size < 1:
         raise InvalidRecordError("--fmax must be > 0, --max-steps >= 0 and --batch-size >= 1")
@@ -120,35 +119,13 @@ def cmd_relax(args) -> int:
     if not ids and not unreadable:
         raise InvalidRecordError("no structures to relax in " + ", ".join(map(str, args.inputs)))
     mlff = build_mlff(args)
-    relaxer = BatchedRelaxer(mlff, RelaxSettings(fmax=args.fmax, max_steps=args.max_steps, batch_size=args.batch_size))
-    results = relaxer.run(crystals)
-    e_form = [(math.nan, math.nan)] * len(results)
-    reference_note = ""
-    refs = None if args.no_formation_energy else ElementalReferences(mlff, cache_path=args.reference_cache)
-    if refs is not None and any(r.ok for r in results):
-        usable = [r for r in results if r.ok]
-        no_reference = elements_without_reference({int(z) for r in usable for z in r.initial.atomic_numbers}, refs)
-        if no_reference:
-            reference_note = ("no formation energy for structures with " + ", ".join(symbol(z) for z in no_reference)
-                              + " (no elemental reference)")
-        try:
-            values = formation_energies(usable, refs)
-        except InvalidRecordError as exc:  # e.g. an element the MLFF cannot build a reference for
-            reference_note = str(exc)
-            values = [(math.nan, math.nan)] * len(usable)
-        lookup = {r.index: v for r, v in zip(usable, values)}
-        e_form = [lookup.get(r.index, (math.nan, math.nan)) for r in results]
-    e_hull = [math.nan] * len(results)
-    competing_note = ""
-    if args.competing_phases:
-        from dosmatgen.relax.competing_phases import CompetingPhases
-
-        # their own relaxer, so that the counts and timings reported below are the candidates' alone
-        phase_relaxer = BatchedRelaxer(mlff, RelaxSettings(fmax=args.fmax, max_steps=args.max_steps, batch_size=args.batch_size))
-        competing = CompetingPhases.load(args.competing_phases, phase_relaxer)
-        e_hull = [competing.energy_above_hull(r.relaxed, r.energy_relaxed, refs) if r.ok else math.nan for r in results]
-        competing_note = (f"{len(competing.phases)} competing phases from {args.competing_phases}"
-                          + (f"; not used: " + "; ".join(f"{i}: {why}" for i, why in competing.rejected) if competing.rejected else ""))
+    settings = RelaxSettings(fmax=args.fmax, max_steps=args.max_steps, batch_size=args.batch_size)
+    workflow = StabilityWorkflow(mlff, settings, formation_energy=not args.no_formation_energy,
+                                 references_cache=args.reference_cache, competing_phases=args.competing_phases)
+    relaxed = workflow.run(crystals)
+    relaxer, results = workflow.relaxer, relaxed.results
+    e_form, e_hull = relaxed.formation_energy, relaxed.energy_above_hull
+    reference_note, competing_note = relaxed.reference_note, relaxed.competing_note
     stability = StabilityFilter(max_formation_energy=args.max_formation_energy, max_energy_above_hull=args.max_e_above_hull)
 
     rows = []

@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from torch import nn
 
+from dosmatgen.checkpoint_compat import check_regressor_fits, site_scaler
 from dosmatgen.diffusion.process import JointDiffusion
 from dosmatgen.dos.grid import SITE_GRID
 from dosmatgen.dos.scaler import PerBinStandardScaler
 from dosmatgen.errors import CheckpointError
 from dosmatgen.surrogate.predict import SurrogatePredictor
-from dosmatgen.training.checkpoint import DenoiserCheckpoint, load_checkpoint, scalers_from_tensors
+from dosmatgen.training.checkpoint import DenoiserCheckpoint, load_checkpoint
 
 if TYPE_CHECKING:
     from dosmatgen.regressor.checkpoint import RegressorCheckpoint
@@ -42,21 +43,12 @@ class LoadedDenoiser:
         return cfg.cond_mode == "site" and cfg.cond_dim == SITE_GRID.n
 
 
-def _site_scaler(scalers: dict, path: Path, what: str) -> PerBinStandardScaler:
-    if "site" not in scalers:
-        raise CheckpointError(f"{path}: the {what} holds no site-DOS scaler, so the test DOS cannot be scaled as in training")
-    scaler = scalers_from_tensors({"site": scalers["site"]})["site"]
-    if scaler.n_bins != SITE_GRID.n:
-        raise CheckpointError(f"{path}: the {what}'s site scaler has {scaler.n_bins} bins, expected {SITE_GRID.n}")
-    return scaler
-
-
 def load_denoiser(path: str | Path, *, use_ema: bool = True, device: str = "cpu") -> LoadedDenoiser:
     """The denoiser, its diffusion and its site scaler (CheckpointError for a missing or unusable checkpoint)."""
     path = Path(path)
     ckpt = load_checkpoint(path, map_location=device)
     return LoadedDenoiser(path, ckpt, ckpt.build_model(use_ema=use_ema, device=device),
-                          JointDiffusion(ckpt.diffusion_config, device=device), _site_scaler(ckpt.scalers, path, "checkpoint"))
+                          JointDiffusion(ckpt.diffusion_config, device=device), site_scaler(ckpt.scalers, path, "checkpoint"))
 
 
 def require_site_conditioning(denoiser: LoadedDenoiser, guidance: str) -> None:
@@ -74,14 +66,7 @@ def load_regressor_model(path: str | Path, denoiser: LoadedDenoiser, device: str
 
     path = Path(path)
     reg = load_regressor(path, map_location=device)
-    if reg.diffusion_config != denoiser.checkpoint.diffusion_config:
-        raise CheckpointError(f"{path}: the regressor was trained on a different diffusion config than {denoiser.path}")
-    if reg.config.num_classes != denoiser.checkpoint.model_config.num_classes or reg.config.out_dim != SITE_GRID.n:
-        raise CheckpointError(f"{path}: regressor config does not fit (classes {reg.config.num_classes} vs "
-                              f"{denoiser.checkpoint.model_config.num_classes}, outputs {reg.config.out_dim} vs {SITE_GRID.n})")
-    scaler = _site_scaler(reg.scalers, path, "regressor checkpoint")
-    if not np.allclose(scaler.mean, denoiser.site_scaler.mean) or not np.allclose(scaler.std, denoiser.site_scaler.std):
-        raise CheckpointError(f"{path}: the regressor's site-DOS scaler differs from the denoiser's (trained on other data)")
+    check_regressor_fits(reg, path, denoiser.checkpoint, denoiser.path)
     return reg.build_model(device), reg
 
 

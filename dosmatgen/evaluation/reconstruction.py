@@ -30,8 +30,7 @@ from dosmatgen.batch import collate_crystals
 from dosmatgen.crystal import Crystal
 from dosmatgen.diffusion.process import JointDiffusion
 from dosmatgen.model.conditioning import DOSCondition
-from dosmatgen.runstore.seeds import shard_seed
-from dosmatgen.sampling.generate import output_to_crystals
+from dosmatgen.sampling.batches import sample_in_batches
 from dosmatgen.sampling.guidance import ClassifierFreeGuidance, ClassifierGuidance, Guidance, NoGuidance
 from dosmatgen.sampling.sampler import PredictorCorrectorSampler
 from dosmatgen.sampling.start import template_start
@@ -110,28 +109,15 @@ def reconstruct(
     if len(templates) != len(scaled_site_dos):
         raise ValueError(f"{len(templates)} templates but {len(scaled_site_dos)} DOS arrays")
     sampler = PredictorCorrectorSampler(model, diffusion, step_lr=float(step_lr))
-    device = diffusion.device
-    crystals: list[Crystal | None] = []
-    seeds: list[int] = []
-    failed: list[str] = []
-    calls = 0
+
+    def make_batch(rows: range, gen: torch.Generator):
+        clean = diffusion.clean_state(collate_crystals(list(templates[rows.start : rows.stop])).to(diffusion.device))
+        start = template_start(diffusion, clean, int(t_start), gen)
+        return start, all_sites_condition(scaled_site_dos[rows.start : rows.stop], masked=guidance_name == "uncond")
+
     t0 = time.perf_counter()
-    for k, lo in enumerate(range(0, len(templates), batch_size)):
-        chunk = list(templates[lo : lo + batch_size])
-        seed_k = shard_seed(int(seed), setting_stream(t_start), k)
-        seeds.append(seed_k)
-        gen = torch.Generator(device=device).manual_seed(seed_k)
-        try:
-            clean = diffusion.clean_state(collate_crystals(chunk).to(device))
-            start = template_start(diffusion, clean, int(t_start), gen)
-            cond = all_sites_condition(scaled_site_dos[lo : lo + batch_size], masked=guidance_name == "uncond")
-            out = sampler.run(start, cond, guidance, (), gen)
-        except (RuntimeError, ValueError, FloatingPointError) as exc:
-            msg = f"batch {k} ({guidance_name}, t_start {t_start}): {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            log.warning("sampling failed, %d structures counted invalid: %s", len(chunk), msg)
-            failed.append(msg)
-            crystals.extend([None] * len(chunk))
-            continue
-        calls += out.model_calls
-        crystals.extend(output_to_crystals(out))
-    return ReconstructionRun(guidance_name, int(t_start), crystals, time.perf_counter() - t0, calls, seeds, failed)
+    done = sample_in_batches(sampler, guidance, make_batch, n=len(templates), batch_size=batch_size, seed=int(seed),
+                             stream=setting_stream(t_start), tolerate=(RuntimeError, ValueError, FloatingPointError),
+                             label=f"{guidance_name}, t_start {t_start}")
+    return ReconstructionRun(guidance_name, int(t_start), done.crystals, time.perf_counter() - t0, done.model_calls,
+                             done.batch_seeds, done.failed_batches)

@@ -69,7 +69,8 @@ def elements_without_reference(elements: Iterable[int], references: ElementalRef
 
 def formation_energies(results: Sequence[RelaxResult], references: ElementalReferences) -> list[tuple[float, float]]:
     """(unrelaxed, relaxed) formation energies in eV/atom for each result; NaN where the energy is unknown or a
-    structure holds an element without an elemental reference (see :func:`elements_without_reference`).
+    structure holds an element without an elemental reference (see :func:`elements_without_reference`) or its
+    own formation energy cannot be computed.
 
     All needed elements are computed in one batched reference relaxation first.
     """
@@ -82,8 +83,11 @@ def formation_energies(results: Sequence[RelaxResult], references: ElementalRefe
         if unavailable & {int(z) for z in r.initial.atomic_numbers}:
             out.append((float("nan"), float("nan")))
             continue
-        e0 = formation_energy_per_atom(r.initial, r.energy_initial, mu) if np.isfinite(r.energy_initial) else float("nan")
-        e1 = formation_energy_per_atom(r.relaxed, r.energy_relaxed, mu) if r.ok else float("nan")
+        try:
+            e0 = formation_energy_per_atom(r.initial, r.energy_initial, mu) if np.isfinite(r.energy_initial) else float("nan")
+            e1 = formation_energy_per_atom(r.relaxed, r.energy_relaxed, mu) if r.ok else float("nan")
+        except (KeyError, ValueError, InvalidRecordError):  # this structure only; the others keep their values
+            e0 = e1 = float("nan")
         out.append((e0, e1))
     return out
 

@@ -11,12 +11,11 @@ import torch
 
 from dosmatgen.batch import collate_crystals
 from dosmatgen.crystal import Crystal
-from dosmatgen.errors import InvalidRecordError
-from dosmatgen.runstore.seeds import shard_seed
+from dosmatgen.sampling.batches import output_to_crystals, sample_in_batches  # noqa: F401  (output_to_crystals re-exported)
 from dosmatgen.sampling.condition import site_condition
 from dosmatgen.sampling.guidance import ClassifierFreeGuidance, ClassifierGuidance, Guidance, NoGuidance
 from dosmatgen.sampling.request import PreparedSampling
-from dosmatgen.sampling.sampler import PredictorCorrectorSampler, SamplingOutput
+from dosmatgen.sampling.sampler import PredictorCorrectorSampler
 from dosmatgen.sampling.start import prior_start, template_start
 from dosmatgen.sampling.trajectory import Trajectory
 
@@ -56,20 +55,6 @@ def build_guidance(p: PreparedSampling) -> Guidance:
     return NoGuidance()
 
 
-def output_to_crystals(out: SamplingOutput) -> list[Crystal | None]:
-    z = out.atomic_numbers.cpu().numpy()
-    x = out.state.frac_coords.detach().cpu().double().numpy()
-    lat = out.state.lattice.detach().cpu().double().numpy()
-    ptr = np.concatenate([[0], np.cumsum(out.state.num_atoms.cpu().numpy())])
-    crystals: list[Crystal | None] = []
-    for i in range(len(ptr) - 1):
-        try:
-            crystals.append(Crystal(z[ptr[i] : ptr[i + 1]], x[ptr[i] : ptr[i + 1]], lat[i]))
-        except InvalidRecordError:
-            crystals.append(None)
-    return crystals
-
-
 def generate(p: PreparedSampling, progress: bool = False) -> GenerationResult:
     """Sample ``request.n`` crystals in batches of ``request.batch_size``.
 
@@ -79,29 +64,18 @@ def generate(p: PreparedSampling, progress: bool = False) -> GenerationResult:
     r = p.request
     tid = target_id(p.target_name)
     sampler = PredictorCorrectorSampler(p.model, p.diffusion, step_lr=float(r.step_lr))
-    guidance = build_guidance(p)
-    constraints = [p.fixed_types] if p.fixed_types.sites else []
-    crystals: list[Crystal | None] = []
-    seeds: list[int] = []
-    trajectories: list[Trajectory] = []
-    for k, start_row in enumerate(range(0, r.n, r.batch_size)):
-        rows = range(start_row, min(start_row + r.batch_size, r.n))
+
+    def make_batch(rows: range, gen: torch.Generator):
         counts = p.num_atoms[rows.start : rows.stop]
-        seed = shard_seed(int(r.seed), tid, k)
-        gen = torch.Generator(device=p.diffusion.device).manual_seed(seed)
         if p.templates:
             batch = collate_crystals([p.templates[i % len(p.templates)] for i in rows])
             start = template_start(p.diffusion, p.diffusion.clean_state(batch.to(p.diffusion.device)), p.t_start, gen)
         else:
             start = prior_start(p.diffusion, counts, gen)
-        cond = None
-        if p.target_scaled is not None:
-            cond = site_condition(p.target_scaled, counts, p.condition_sites, p.window)
-        out = sampler.run(start, cond, guidance, constraints, gen, record_trajectory=r.record_trajectories)
-        crystals.extend(output_to_crystals(out))
-        seeds.append(seed)
-        if out.trajectory is not None:
-            trajectories.append(out.trajectory)
-        if progress:
-            log.info("batch %d: %d/%d crystals sampled", k, len(crystals), r.n)
-    return GenerationResult(crystals, p.num_atoms.numpy(), seeds, tid, trajectories)
+        cond = site_condition(p.target_scaled, counts, p.condition_sites, p.window) if p.target_scaled is not None else None
+        return start, cond
+
+    done = sample_in_batches(sampler, build_guidance(p), make_batch, n=r.n, batch_size=r.batch_size, seed=int(r.seed),
+                             stream=tid, constraints=[p.fixed_types] if p.fixed_types.sites else [],
+                             record_trajectories=r.record_trajectories, log_progress=progress)
+    return GenerationResult(done.crystals, p.num_atoms.numpy(), done.batch_seeds, tid, done.trajectories)

@@ -11,12 +11,15 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from dosmatgen.crystal import Crystal
 from dosmatgen.screen.stages import RelaxOutcome, TargetContext
+
+log = logging.getLogger(__name__)
 
 
 class DiffusionSampler:
@@ -36,9 +39,9 @@ class DiffusionSampler:
 
     def _site_scaler(self):
         if self._scaler is None:
-            from dosmatgen.sampling.request import _site_scaler
+            from dosmatgen.checkpoint_compat import site_scaler
 
-            self._scaler = _site_scaler(self.base.checkpoint.scalers, self.base.request.checkpoint, "checkpoint")
+            self._scaler = site_scaler(self.base.checkpoint.scalers, self.base.request.checkpoint, "checkpoint")
         return self._scaler
 
     def __call__(self, target: TargetContext, num_atoms: np.ndarray, seed: int) -> list[Crystal | None]:
@@ -66,37 +69,31 @@ def load_diffusion_sampler(checkpoint: str, guidance: str | None = None, w: floa
 
 
 class MLFFRelaxer:
-    """Relaxer contract around :class:`dosmatgen.relax.BatchedRelaxer` (energies per atom, eV)."""
+    """Relaxer contract around :class:`dosmatgen.relax.workflow.StabilityWorkflow` (energies per atom, eV)."""
 
     def __init__(self, mlff: str = "chgnet", mlff_options: dict[str, Any] | None = None, fmax: float = 0.05,
                  max_steps: int = 500, batch_size: int = 64, references_cache: str | None = None,
                  competing_phases: str | None = None) -> None:
-        from dosmatgen.relax import BatchedRelaxer, RelaxSettings, get_mlff
-        from dosmatgen.relax.competing_phases import CompetingPhases
-        from dosmatgen.relax.references import ElementalReferences
+        from dosmatgen.relax import RelaxSettings, get_mlff
+        from dosmatgen.relax.workflow import StabilityWorkflow
 
         self.mlff = get_mlff(mlff, **dict(mlff_options or {}))
-        self.relaxer = BatchedRelaxer(self.mlff, RelaxSettings(fmax=float(fmax), max_steps=int(max_steps), batch_size=int(batch_size)))
-        self.references = ElementalReferences(self.mlff, cache_path=references_cache)
-        # known phases for the energy above the hull, relaxed once by the same force field
-        self.competing = CompetingPhases.load(competing_phases, self.relaxer) if competing_phases else None
+        self.workflow = StabilityWorkflow(self.mlff, RelaxSettings(fmax=float(fmax), max_steps=int(max_steps),
+                                                                   batch_size=int(batch_size)),
+                                          references_cache=references_cache, competing_phases=competing_phases)
+        # known phases for the energy above the hull, relaxed once by the same force field (here, not per shard)
+        self.relaxer, self.references, self.competing = self.workflow.relaxer, self.workflow.references, self.workflow.competing
 
     def __call__(self, crystals: list[Crystal]) -> list[RelaxOutcome]:
-        from dosmatgen.errors import InvalidRecordError
-        from dosmatgen.relax.formation_energy import formation_energy_per_atom
-
+        done = self.workflow.run(crystals)
+        if done.reference_note:
+            log.warning("relax: %s", done.reference_note)
         out = []
-        for r in self.relaxer.run(crystals):
+        for r, (_, fe), e_hull in zip(done.results, done.formation_energy, done.energy_above_hull):
             if not r.ok:
                 out.append(RelaxOutcome(None, r.energy_initial_per_atom, float("nan"), steps=int(r.steps),
                                         error=f"{r.status}: {r.reason}", failure=r.failure))
                 continue
-            try:
-                fe = formation_energy_per_atom(r.relaxed, r.energy_relaxed, self.references)
-            except (KeyError, ValueError, InvalidRecordError):  # e.g. an element the MLFF does not support
-                fe = float("nan")
-            e_hull = (self.competing.energy_above_hull(r.relaxed, r.energy_relaxed, self.references)
-                      if self.competing is not None else float("nan"))
             out.append(RelaxOutcome(r.relaxed, r.energy_initial_per_atom, r.energy_relaxed_per_atom, fe,
                                     int(r.steps), bool(r.converged), energy_above_hull=e_hull))
         return out
