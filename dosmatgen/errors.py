@@ -2,9 +2,39 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any, Mapping
+
+#: how a message names a field of a request or config: ``{t_start}``
+_FIELD = re.compile(r"\{([a-z][a-z0-9_]*)\}")
+
+
+def name_fields(template: str, names: Mapping[str, str]) -> str:
+    """``template`` with every ``{field}`` spelled as ``names[field]`` (the field name itself when absent)."""
+    return _FIELD.sub(lambda m: names.get(m[1], m[1]), template)
+
 
 class DosmatgenError(Exception):
     """Base class of every error dosmatgen raises on purpose."""
+
+    #: (template, constructor keywords) of an error made by :func:`field_error`
+    field_template: tuple[str, dict[str, Any]] | None = None
+
+    def with_names(self, names: Mapping[str, str]) -> str:
+        """The message with the fields it names spelled by ``names`` (the CLI passes its flags, so a CLI user reads
+        ``--t-start`` where a config or Python user reads ``t_start``)."""
+        if self.field_template is None:
+            return str(self)
+        template, kwargs = self.field_template
+        return str(type(self)(name_fields(template, names), **kwargs))
+
+
+def field_error(cls: type[DosmatgenError], template: str, **kwargs: Any) -> DosmatgenError:
+    """An error of class ``cls`` whose message names request/config fields as ``{field}``: its ``str()`` names
+    the fields as written in a config or a Python call; :meth:`DosmatgenError.with_names` spells them otherwise."""
+    err = cls(name_fields(template, {}), **kwargs)
+    err.field_template = (template, dict(kwargs))
+    return err
 
 
 class InvalidRecordError(DosmatgenError):

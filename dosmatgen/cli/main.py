@@ -43,6 +43,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def flag_names(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str]:
+    """{field: flag} for the command that ran: each option's dest -> its long flag (``t_start`` -> ``--t-start``),
+    plus the command's ``field_flags`` default for fields spelled otherwise (``fix_types`` -> ``--fix-type``)."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    names: dict[str, str] = {}
+    for action in sub.choices[args.command]._actions:
+        longs = [s for s in action.option_strings if s.startswith("--")]
+        if longs:
+            names[action.dest] = longs[0]
+    return {**names, **getattr(args, "field_flags", {})}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -50,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rc = args.func(args)
     except DosmatgenError as err:
-        print(f"dosmatgen {args.command}: error: {err}", file=sys.stderr)
+        # library errors name config fields (t_start); a CLI user reads the flag (--t-start)
+        print(f"dosmatgen {args.command}: error: {err.with_names(flag_names(parser, args))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

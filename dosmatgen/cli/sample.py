@@ -39,7 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-ema", action="store_true", help="sample with the raw weights even when EMA weights exist")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", required=True, help="output folder")
-    p.set_defaults(func=_run)
+    # SamplingRequest fields whose flag is spelled otherwise (errors name the fields; the CLI shows the flags)
+    p.set_defaults(func=_run, field_flags={"fix_types": "--fix-type"})
 
 
 def _run(args) -> int:

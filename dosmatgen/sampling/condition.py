@@ -8,17 +8,17 @@ import numpy as np
 import torch
 
 from dosmatgen.dos.grid import EnergyGrid
-from dosmatgen.errors import InvalidRecordError
+from dosmatgen.errors import InvalidRecordError, field_error
 from dosmatgen.model.conditioning import DOSCondition
 
 
 def window_mask(grid: EnergyGrid, lo: float, hi: float) -> torch.Tensor:
     """(grid.n,) float 0/1 mask of the bins with lo <= E <= hi (eV relative to E_F); error if it holds no bin."""
     if not np.isfinite(lo) or not np.isfinite(hi) or hi <= lo:
-        raise InvalidRecordError(f"--window needs LO < HI (eV), got {lo} {hi}")
+        raise field_error(InvalidRecordError, f"{{window}} needs LO < HI (eV), got {lo} {hi}")
     mask = grid.window_mask(lo, hi)
     if not mask.any():
-        raise InvalidRecordError(f"--window {lo} {hi} eV holds no bin of the model grid [{grid.emin}, {grid.emax}] eV")
+        raise field_error(InvalidRecordError, f"{{window}} {lo} {hi} eV holds no bin of the model grid [{grid.emin}, {grid.emax}] eV")
     return torch.as_tensor(mask, dtype=torch.float32)
 
 

@@ -9,7 +9,7 @@ import torch
 
 from dosmatgen.diffusion.state import CrystalState
 from dosmatgen.elements import MAX_Z, atomic_number
-from dosmatgen.errors import InvalidRecordError
+from dosmatgen.errors import InvalidRecordError, field_error
 from dosmatgen.sampling.condition import check_sites, local_site_index
 
 
@@ -42,11 +42,11 @@ class FixedTypes:
         for spec in specs:
             site_s, sep, element = str(spec).partition(":")
             if not sep or not site_s.strip().lstrip("-").isdigit() or not element.strip():
-                raise InvalidRecordError(f"--fix-type {spec!r}: expected SITE:ELEMENT, e.g. 0:Ni")
+                raise field_error(InvalidRecordError, f"{{fix_types}} {spec!r}: expected SITE:ELEMENT, e.g. 0:Ni")
             z = atomic_number(element.strip())
             if not 1 <= z <= num_classes:
-                raise InvalidRecordError(
-                    f"--fix-type {spec!r}: element {element.strip()} (Z={z}) is outside the model's vocabulary of Z 1..{num_classes}"
+                raise field_error(
+                    InvalidRecordError, f"{{fix_types}} {spec!r}: element {element.strip()} (Z={z}) is outside the model's vocabulary of Z 1..{num_classes}"
                 )
             sites.append(int(site_s))
             zs.append(z)

@@ -7,7 +7,7 @@ from typing import Sequence
 
 import torch
 
-from dosmatgen.errors import InvalidRecordError
+from dosmatgen.errors import InvalidRecordError, field_error
 
 
 @dataclass(frozen=True)
@@ -32,12 +32,12 @@ class NumAtomsSpec:
                     cut = part.index("-", 1)
                     lo, hi = int(part[:cut]), int(part[cut + 1 :])
                     if hi < lo:
-                        raise InvalidRecordError(f"--num-atoms range {part!r} is empty (upper bound below lower bound)")
+                        raise field_error(InvalidRecordError, f"{{num_atoms}} range {part!r} is empty (upper bound below lower bound)")
                     values.extend(range(lo, hi + 1))
                 else:
                     values.append(int(part))
             except ValueError:
-                raise InvalidRecordError(f"--num-atoms {text!r}: expected a count, a range like 4-8 or a list like 4,6") from None
+                raise field_error(InvalidRecordError, f"{{num_atoms}} {text!r}: expected a count, a range like 4-8 or a list like 4,6") from None
         return cls(tuple(sorted(set(values))))
 
     def check(self, max_trained: int | None) -> None:
@@ -66,8 +66,8 @@ class NumAtomsSpec:
 def histogram_probabilities(histogram: Sequence[int] | None) -> torch.Tensor:
     """Normalised histogram as float64 probabilities over counts 0..K (count 0 always has probability 0)."""
     if not histogram or sum(int(c) for c in histogram[1:]) <= 0:
-        raise InvalidRecordError(
-            "the checkpoint holds no atom-count distribution of its training set; give --num-atoms explicitly"
+        raise field_error(
+            InvalidRecordError, "the checkpoint holds no atom-count distribution of its training set; give {num_atoms} explicitly"
         )
     counts = torch.tensor([0] + [max(int(c), 0) for c in histogram[1:]], dtype=torch.float64)
     return counts / counts.sum()

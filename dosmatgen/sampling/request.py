@@ -19,14 +19,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from dosmatgen.checkpoint_compat import check_regressor_fits, check_unconditional_fits, site_scaler
 from dosmatgen.crystal import Crystal
 from dosmatgen.diffusion.process import JointDiffusion
 from dosmatgen.dos.grid import SITE_GRID
-from dosmatgen.errors import CheckpointError, InvalidRecordError
+from dosmatgen.errors import CheckpointError, InvalidRecordError, field_error
 from dosmatgen.sampling.condition import check_sites, window_mask
 from dosmatgen.sampling.constraints import FixedTypes
 from dosmatgen.sampling.num_atoms import NumAtomsSpec, max_trained_atoms
-from dosmatgen.training.checkpoint import DenoiserCheckpoint, load_checkpoint, scalers_from_tensors
+from dosmatgen.training.checkpoint import DenoiserCheckpoint, load_checkpoint
 
 GUIDANCE_CHOICES = ("cfg", "classifier", "none")
 
@@ -102,7 +103,7 @@ def parse_sites(text: str | Sequence[int] | None) -> tuple[int, ...] | None:
         try:
             return tuple(int(s) for s in text.split(",") if s.strip())
         except ValueError:
-            raise InvalidRecordError(f"--condition-sites {text!r}: expected 'all' or site indices like 0,2") from None
+            raise field_error(InvalidRecordError, f"{{condition_sites}} {text!r}: expected 'all' or site indices like 0,2") from None
     return tuple(int(s) for s in text)
 
 
@@ -111,22 +112,13 @@ def _check_denoiser(ckpt: DenoiserCheckpoint, path, conditional: bool, window: b
     if not conditional:
         return
     if cfg.cond_mode == "none":
-        raise CheckpointError(f"{path}: this checkpoint has no DOS conditioning (cond_mode 'none'); use --guidance classifier or drop --target")
+        raise field_error(CheckpointError, f"{path}: this checkpoint has no DOS conditioning (cond_mode 'none'); use {{guidance}} classifier or drop {{target}}")
     if cfg.cond_mode != "site":
-        raise CheckpointError(f"{path}: cond_mode {cfg.cond_mode!r} is conditioned on the crystal DOS; --target gives a site DOS (use a site-mode checkpoint)")
+        raise field_error(CheckpointError, f"{path}: cond_mode {cfg.cond_mode!r} is conditioned on the crystal DOS; {{target}} gives a site DOS (use a site-mode checkpoint)")
     if cfg.cond_dim != SITE_GRID.n:
         raise CheckpointError(f"{path}: model config expects {cfg.cond_dim} DOS bins, targets have {SITE_GRID.n} (SITE_GRID)")
     if window and not cfg.window_channel:
-        raise CheckpointError(f"{path}: this checkpoint was trained without a window channel; --window needs one")
-
-
-def _site_scaler(scalers: dict, path, what: str):
-    if "site" not in scalers:
-        raise CheckpointError(f"{path}: the {what} holds no site-DOS scaler, so a target cannot be scaled")
-    scaler = scalers_from_tensors({"site": scalers["site"]})["site"]
-    if scaler.n_bins != SITE_GRID.n:
-        raise CheckpointError(f"{path}: the {what}'s site scaler has {scaler.n_bins} bins, expected {SITE_GRID.n}")
-    return scaler
+        raise field_error(CheckpointError, f"{path}: this checkpoint was trained without a window channel; {{window}} needs one")
 
 
 def _read_templates(path, num_classes: int) -> list[Crystal]:
@@ -153,20 +145,20 @@ def prepare(request: SamplingRequest) -> PreparedSampling:
     """Validate ``request`` and load what sampling needs; raises DosmatgenError for any bad input."""
     r = request
     if r.n < 1:
-        raise InvalidRecordError(f"--n must be >= 1, got {r.n}")
+        raise field_error(InvalidRecordError, f"{{n}} must be >= 1, got {r.n}")
     if r.batch_size < 1:
-        raise InvalidRecordError(f"--batch-size must be >= 1, got {r.batch_size}")
+        raise field_error(InvalidRecordError, f"{{batch_size}} must be >= 1, got {r.batch_size}")
     if r.step_lr < 0:
-        raise InvalidRecordError(f"--step-lr must be >= 0, got {r.step_lr}")
+        raise field_error(InvalidRecordError, f"{{step_lr}} must be >= 0, got {r.step_lr}")
     guidance = r.guidance or ("cfg" if r.target is not None else "none")
     if guidance not in GUIDANCE_CHOICES:
-        raise InvalidRecordError(f"--guidance must be one of {', '.join(GUIDANCE_CHOICES)}, got {guidance!r}")
+        raise field_error(InvalidRecordError, f"{{guidance}} must be one of {', '.join(GUIDANCE_CHOICES)}, got {guidance!r}")
     if guidance in ("cfg", "classifier") and r.target is None:
-        raise InvalidRecordError(f"--guidance {guidance} needs --target")
+        raise field_error(InvalidRecordError, f"{{guidance}} {guidance} needs {{target}}")
     if guidance == "classifier" and r.regressor is None:
-        raise InvalidRecordError("--guidance classifier needs --regressor CKPT (train one with `dosmatgen train-regressor`)")
+        raise field_error(InvalidRecordError, "{guidance} classifier needs {regressor} CKPT (train one with `dosmatgen train-regressor`)")
     if r.window is not None and r.target is None:
-        raise InvalidRecordError("--window needs --target")
+        raise field_error(InvalidRecordError, "{window} needs {target}")
 
     ckpt = load_checkpoint(r.checkpoint, map_location=r.device)
     uses_model_condition = r.target is not None and guidance != "classifier"
@@ -185,7 +177,7 @@ def prepare(request: SamplingRequest) -> PreparedSampling:
         from dosmatgen.targets import resolve_target
 
         target = resolve_target(str(r.target), efermi=float(r.efermi))
-        scaler = _site_scaler(ckpt.scalers, r.checkpoint, "checkpoint")
+        scaler = site_scaler(ckpt.scalers, r.checkpoint, "checkpoint")
         prepared.target_name = target.name
         prepared.target_features = target.features
         prepared.target_scaled = torch.as_tensor(scaler.transform(target.features), dtype=torch.float32)
@@ -193,17 +185,17 @@ def prepare(request: SamplingRequest) -> PreparedSampling:
         if r.window is not None:
             prepared.window = window_mask(SITE_GRID, float(r.window[0]), float(r.window[1]))
     elif r.condition_sites is not None:
-        raise InvalidRecordError("--condition-sites needs --target")
+        raise field_error(InvalidRecordError, "{condition_sites} needs {target}")
 
     # -- start: template or prior, atom counts
     gen = torch.Generator().manual_seed(int(r.seed))
     if r.template is not None:
         if r.num_atoms is not None:
-            raise InvalidRecordError("--num-atoms conflicts with --template (the template fixes the atom count)")
+            raise field_error(InvalidRecordError, "{num_atoms} conflicts with {template} (the template fixes the atom count)")
         if r.t_start is None:
-            raise InvalidRecordError("--template needs --t-start (e.g. 200 or 500)")
+            raise field_error(InvalidRecordError, "{template} needs {t_start} (e.g. 200 or 500)")
         if not 1 <= int(r.t_start) <= diffusion.num_steps:
-            raise InvalidRecordError(f"--t-start must lie in 1..{diffusion.num_steps}, got {r.t_start}")
+            raise field_error(InvalidRecordError, f"{{t_start}} must lie in 1..{diffusion.num_steps}, got {r.t_start}")
         prepared.templates = _read_templates(r.template, num_classes)
         counts = [c.num_atoms for c in prepared.templates]
         NumAtomsSpec(tuple(sorted(set(counts)))).check(max_trained)
@@ -211,7 +203,7 @@ def prepare(request: SamplingRequest) -> PreparedSampling:
         prepared.t_start = int(r.t_start)
     else:
         if r.t_start is not None and int(r.t_start) != diffusion.num_steps:
-            raise InvalidRecordError("--t-start below T needs --template")
+            raise field_error(InvalidRecordError, "{t_start} below T needs {template}")
         spec = NumAtomsSpec.parse(r.num_atoms)
         spec.check(max_trained)
         prepared.num_atoms = spec.draw(r.n, ckpt.num_atoms_counts, gen)
@@ -227,22 +219,12 @@ def prepare(request: SamplingRequest) -> PreparedSampling:
         from dosmatgen.regressor.checkpoint import load_regressor
 
         reg = load_regressor(r.regressor, map_location=r.device)
-        if reg.diffusion_config != ckpt.diffusion_config:
-            raise CheckpointError(f"{r.regressor}: the regressor was trained on a different diffusion config than {r.checkpoint}")
-        if reg.config.num_classes != num_classes or reg.config.out_dim != SITE_GRID.n:
-            raise CheckpointError(
-                f"{r.regressor}: regressor config does not match (classes {reg.config.num_classes} vs {num_classes}, "
-                f"outputs {reg.config.out_dim} vs {SITE_GRID.n})"
-            )
-        reg_scaler = _site_scaler(reg.scalers, r.regressor, "regressor checkpoint")
-        if not np.allclose(reg_scaler.mean, _site_scaler(ckpt.scalers, r.checkpoint, "checkpoint").mean):
-            raise CheckpointError(f"{r.regressor}: the regressor's DOS scaler differs from the denoiser's (trained on other data)")
+        check_regressor_fits(reg, r.regressor, ckpt, r.checkpoint)
         prepared.regressor = reg.build_model(r.device)
         if r.unconditional_checkpoint is not None:
             unc = load_checkpoint(r.unconditional_checkpoint, map_location=r.device)
-            if unc.diffusion_config != ckpt.diffusion_config or unc.model_config.num_classes != num_classes:
-                raise CheckpointError(f"{r.unconditional_checkpoint}: the unconditional model's config does not match {r.checkpoint}")
+            check_unconditional_fits(unc, r.unconditional_checkpoint, ckpt, r.checkpoint)
             prepared.unconditional_model = unc.build_model(use_ema=r.use_ema, device=r.device)
     elif r.unconditional_checkpoint is not None:
-        raise InvalidRecordError("--unconditional-checkpoint is only used with --guidance classifier")
+        raise field_error(InvalidRecordError, "{unconditional_checkpoint} is only used with {guidance} classifier")
     return prepared

@@ -8,7 +8,7 @@ import torch
 
 from dosmatgen.diffusion.process import JointDiffusion
 from dosmatgen.diffusion.state import CrystalState, StateNoise
-from dosmatgen.errors import InvalidRecordError
+from dosmatgen.errors import InvalidRecordError, field_error
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ def template_start(
     protocol). ``t_start == T`` ignores the template's values and starts from the prior with its atom counts."""
     t_start = int(t_start)
     if not 1 <= t_start <= diffusion.num_steps:
-        raise InvalidRecordError(f"--t-start must lie in 1..{diffusion.num_steps}, got {t_start}")
+        raise field_error(InvalidRecordError, f"{{t_start}} must lie in 1..{diffusion.num_steps}, got {t_start}")
     if t_start == diffusion.num_steps:
         return prior_start(diffusion, template.num_atoms, generator)
     noise = StateNoise.randn_like(template, generator)
