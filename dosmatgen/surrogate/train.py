@@ -1,10 +1,13 @@
 """Train the forward DOS surrogate on a dataset store: L1 loss on the scaled DOS, best checkpoint on validation.
 
 Outputs in ``out_dir``: ``surrogate.pt`` (best validation MAE; see :mod:`~dosmatgen.surrogate.checkpoint`),
-``metrics.jsonl`` (one JSON line per epoch: ``epoch``, ``step``, ``lr``, ``train_loss``, ``val_loss`` = validation
-MAE on scaled features, ``best_val``, ``time_s``), ``train_config.json`` and ``train_state.pt`` (the state after the
-last finished epoch: weights, optimizer, scheduler and random generators, so that ``resume=True`` continues an
-interrupted run exactly; the ``max_minutes`` budget counts the time already spent). The test split is never read here.
+``metrics.jsonl`` (one JSON line per epoch: ``epoch``, ``step``, ``lr`` (the rate the epoch trained with),
+``train_loss``, ``val_loss`` = validation MAE on scaled features (absent without a validation split), ``best_val``,
+``time_s``), ``train_config.json`` and ``train_state.pt`` (the state after the last finished epoch: weights,
+optimizer, scheduler and random generators, so that ``resume=True`` continues an interrupted run exactly; the
+``max_minutes`` budget counts the time already spent). The loop is the training engine's
+(:mod:`dosmatgen.training.engine`) with :class:`~dosmatgen.surrogate.task.SurrogateTask`. The test split is never
+read here.
 """
 
 from __future__ import annotations
