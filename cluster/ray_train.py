@@ -1,19 +1,22 @@
-"""Distributed training on Ray Train: ``TorchTrainer`` DDP around :func:`dosmatgen.training.step.train_step`.
+"""Distributed training on Ray Train: ``TorchTrainer`` DDP running the library's training engine
+(:mod:`dosmatgen.training.engine`) with the denoiser's task on every worker.
 
 * Backend: NCCL on GPUs, gloo on CPU (``ScalingConfig(num_workers, use_gpu)``; Ray Train picks the backend).
+  :class:`RayTrainHooks` gives the engine the worker's rank, device and collectives; the collectives run on the
+  device of the process group's backend (the worker's GPU under NCCL, CPU under gloo).
 * Data: each worker builds the dataset (``dataset_loader``, default: the store's train split) and reads its
   own shard through a ``DistributedSampler`` (drop_last, reshuffled per epoch with (seed, epoch)).
 * Model: :func:`dosmatgen.training.trainer.build_model` (same init on every rank from the config seed),
   wrapped in DDP by ``ray.train.torch.prepare_model``; gradients are averaged over workers by DDP.
-* Randomness of a step (t, noise, condition dropout): a per-rank generator seeded with (seed, rank); or, with
+* Randomness of a step (t, noise, condition dropout): a per-rank generator seeded with seed + 1 + rank; or, with
   ``training.per_structure_noise``, per crystal from (seed, epoch, dataset index), which makes an N-worker run
   reproduce a single-process run with the same global batch (``tests/test_cluster_ray_train.py``).
-* Checkpoints: every epoch, rank 0 writes the library's checkpoint format (``last.pt``, loadable by
-  :func:`dosmatgen.training.checkpoint.load_checkpoint`, so ``dosmatgen sample`` can use it) into a directory that
-  ``ray.train.report`` persists under ``storage_path`` (shared storage: ``$SCRATCH`` on Perlmutter). Every worker
-  calls ``report`` once per epoch. Resume: ``ray.train.get_checkpoint()`` after a worker failure, or
-  ``resume_from`` (a previous run's checkpoint directory, handed to the loop; Ray 2.60 deprecates
-  ``TorchTrainer(resume_from_checkpoint=...)``). The optimizer state and each rank's generator state are restored.
+* Checkpoints: every epoch, rank 0 writes the library's files (``last.pt``, ``best.pt`` on the training loss,
+  ``train_state.pt`` with every rank's generator state, ``metrics.jsonl``) into ``out_dir`` and hands
+  ``last.pt`` + ``train_state.pt`` to ``ray.train.report``, which persists them under ``storage_path`` (shared
+  storage: ``$SCRATCH`` on Perlmutter). Every worker calls ``report`` once per epoch.
+* Resume: after a lost worker Ray Train restarts the workers (up to ``max_failures`` times) and they continue from
+  ``ray.train.get_checkpoint()``; a new run continues from ``resume_from`` (a folder holding ``train_state.pt``).
 """
 
 from __future__ import annotations
@@ -49,136 +52,117 @@ def param_digest(model: torch.nn.Module) -> float:
         return float(sum((p.double() * (i + 1)).sum() for i, p in enumerate(model.parameters())))
 
 
+class RayTrainHooks:
+    """:class:`~dosmatgen.training.distributed.DistributedHooks` of a Ray Train worker.
+
+    Collectives run on the device of the process group's backend: Ray Train opens an NCCL-only group on GPUs,
+    which cannot reduce CPU tensors, so under NCCL a tensor is reduced on the worker's GPU (and returned there);
+    under gloo on CPU.
+    """
+
+    def __init__(self, rank: int, world_size: int, device: torch.device) -> None:
+        self.rank, self.world_size, self.device = int(rank), int(world_size), torch.device(device)
+
+    @classmethod
+    def from_context(cls) -> "RayTrainHooks":
+        ctx = ray.train.get_context()
+        device = ray.train.torch.get_device()
+        if device.type == "cuda":  # all_gather_object under NCCL uses the current CUDA device
+            torch.cuda.set_device(device)
+        return cls(ctx.get_world_rank(), ctx.get_world_size(), device)
+
+    def collective_device(self) -> torch.device:
+        """Where the process group's backend takes tensors: the worker's device under NCCL, else CPU."""
+        backend = torch.distributed.get_backend() if torch.distributed.is_initialized() else "gloo"
+        return self.device if str(backend).lower() == "nccl" else torch.device("cpu")
+
+    def all_reduce(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.world_size == 1:
+            return tensor
+        on_group = tensor.to(self.collective_device())
+        torch.distributed.all_reduce(on_group)
+        return on_group
+
+    def all_gather_object(self, obj: Any) -> list[Any]:
+        if self.world_size == 1:
+            return [obj]
+        gathered: list[Any] = [None] * self.world_size
+        torch.distributed.all_gather_object(gathered, obj)
+        return gathered
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            torch.distributed.barrier()
+
+    def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        return ray.train.torch.prepare_model(model)
+
+
+def _report_epoch(record, hooks: RayTrainHooks, metrics_dir: str | None) -> None:
+    """Per-rank metrics line, then ``ray.train.report`` (rank 0 with a checkpoint of the state it just wrote)."""
+    import shutil
+
+    from dosmatgen.training.denoiser_task import LAST_CHECKPOINT
+    from dosmatgen.training.train_state import TRAIN_STATE
+
+    metrics = {"epoch": record.epoch, "step": record.global_step, "lr": record.metrics["lr"],
+               "train_loss": record.metrics["train_loss"], "structures": record.structures, "param_digest": param_digest(record.model),
+               "rank": hooks.rank, "local_structures": record.local_structures}
+    if metrics_dir:  # per-rank metrics log (Ray keeps only rank 0's metrics)
+        path = Path(metrics_dir) / f"rank{hooks.rank}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as fh:
+            fh.write(json.dumps(metrics) + "\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = None
+        if record.state_path is not None:
+            for name in (LAST_CHECKPOINT, TRAIN_STATE):
+                shutil.copyfile(record.state_path.parent / name, Path(tmp) / name)
+            checkpoint = ray.train.Checkpoint.from_directory(tmp)
+        ray.train.report(metrics, checkpoint=checkpoint)
+
+
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """The function every Ray Train worker runs (see the module docstring)."""
-    import shutil
     from dataclasses import asdict
 
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-    from torch.utils.data.distributed import DistributedSampler
-    from torch_geometric.loader import DataLoader
-
-    from dosmatgen.diffusion.process import JointDiffusion
     from dosmatgen.screen.stages import resolve_callable
-    from dosmatgen.training.checkpoint import DenoiserCheckpoint, load_checkpoint, save_checkpoint, scalers_to_tensors
+    from dosmatgen.training.checkpoint import scalers_to_tensors
     from dosmatgen.training.config import RunConfig
-    from dosmatgen.training.keyed_randomness import keyed_step_draws
-    from dosmatgen.training.step import train_step, unwrap
-    from dosmatgen.training.trainer import build_model, num_atoms_counts
+    from dosmatgen.training.denoiser_task import DenoiserTask
+    from dosmatgen.training.engine import EngineSettings, run_training
+    from dosmatgen.training.train_state import read_train_state
+    from dosmatgen.training.trainer import build_model
 
     torch.set_num_threads(int(loop_config.get("threads_per_worker", 1)))
     cfg = RunConfig.from_dict(loop_config["run_config"])
     tc = cfg.training
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
-
+    hooks = RayTrainHooks.from_context()
     loader_fn = resolve_callable(loop_config.get("dataset_loader", "dosmatgen_cluster.ray_train:store_datasets"))
     train_ds, _val = loader_fn(**loop_config.get("dataset_options", {}))
-    sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=tc.seed, drop_last=True)
-    per_worker_batch = tc.batch_size // world  # run_distributed_training checks that world divides batch_size
-    counts = num_atoms_counts(train_ds)
-    scalers = scalers_to_tensors(getattr(getattr(train_ds, "store", None), "scalers", None))
-    loader = DataLoader(train_ds, batch_size=per_worker_batch, sampler=sampler)
-
-    model = build_model(cfg, init_from=loop_config.get("init_from"))  # every rank: the same start
-    diffusion = JointDiffusion(cfg.diffusion, device=device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr)
-    # plateau schedule on the all-reduced training loss (identical on every rank; this mode has no validation)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=tc.lr_factor,
-                                                           patience=tc.lr_patience, min_lr=tc.min_lr)
-    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tc.ema_decay), use_buffers=True)
-           if tc.ema_decay > 0 else None)
-    generator = torch.Generator(device=device).manual_seed(tc.seed * 1000 + rank + 1)
-    start_epoch, global_step = 1, 0
-    init_record = loop_config.get("init_from")  # recorded in every checkpoint of a warm-started run
-
-    # a restarted run (worker failure, or the same run name in the same storage) resumes from Ray's latest
-    # checkpoint; a new run may start from a previous run's checkpoint folder (``resume_from``)
-    ckpt = ray.train.get_checkpoint()
-    if ckpt is None and loop_config.get("resume_from"):
-        ckpt = ray.train.Checkpoint.from_directory(loop_config["resume_from"])
-    if ckpt is not None:
-        with ckpt.as_directory() as d:
-            stored = load_checkpoint(Path(d) / CHECKPOINT_FILE, cfg.model, cfg.diffusion, map_location="cpu")
-            model.load_state_dict(stored.model_state)
-            if stored.optimizer_state is not None:
-                optimizer.load_state_dict(stored.optimizer_state)
-            if stored.scheduler_state is not None:
-                scheduler.load_state_dict(stored.scheduler_state)
-            if ema is not None and stored.ema_state is not None:
-                ema.load_state_dict(stored.ema_state)
-            start_epoch, global_step = stored.epoch + 1, stored.global_step
-            init_record = stored.training.get("init_from", init_record)
-            extra = json.loads((Path(d) / "ranks.json").read_text()) if (Path(d) / "ranks.json").is_file() else {}
-            if str(rank) in extra.get("generators", {}):
-                generator.set_state(torch.tensor(extra["generators"][str(rank)], dtype=torch.uint8))
-    model = ray.train.torch.prepare_model(model)
-
-    epochs = int(loop_config.get("epochs", tc.epochs))
-    max_batches = int(loop_config.get("max_batches_per_epoch", tc.max_batches_per_epoch) or 0)
-    out_dir = Path(loop_config["out_dir"]) if loop_config.get("out_dir") else None
-    for epoch in range(start_epoch, epochs + 1):
-        sampler.set_epoch(epoch)
-        total, seen = 0.0, 0
-        for i, batch in enumerate(loader):
-            if max_batches and i >= max_batches:
-                break
-            batch = batch.to(device)
-            atom_scale = 1.0
-            if world > 1:  # per-atom loss terms: the mean over the GLOBAL batch's atoms, as one process computes it
-                atoms = torch.tensor([float(batch.num_nodes)], dtype=torch.float64)
-                torch.distributed.all_reduce(atoms)
-                atom_scale = world * batch.num_nodes / float(atoms[0])
-            draws = keyed_step_draws(diffusion, batch, tc.seed, epoch) if tc.per_structure_noise else None
-            terms = train_step(model, diffusion, batch, optimizer, dropout=cfg.conditioning, grad_clip=tc.grad_clip,
-                               grad_clip_mode=tc.grad_clip_mode, ema=ema, generator=generator, draws=draws,
-                               atom_scale=atom_scale)
-            b = int(batch.num_atoms.numel())
-            total += terms["loss"] * b
-            seen += b
-            global_step += 1
-        stats = torch.tensor([total, float(seen)], dtype=torch.float64)
-        if world > 1:
-            torch.distributed.all_reduce(stats)
-        train_loss = float(stats[0] / max(stats[1], 1.0))
-        scheduler.step(train_loss)
-        gen_states = [torch.zeros_like(generator.get_state()) for _ in range(world)]
-        if world > 1:
-            torch.distributed.all_gather_object(gen_states, generator.get_state())
-        else:
-            gen_states = [generator.get_state()]
-        metrics = {"epoch": epoch, "step": global_step, "lr": optimizer.param_groups[0]["lr"], "train_loss": train_loss,
-                   "structures": int(stats[1]), "param_digest": param_digest(unwrap(model)), "rank": rank,
-                   "local_structures": seen}
-        if loop_config.get("metrics_dir"):  # per-rank metrics log (Ray keeps only rank 0's metrics)
-            path = Path(loop_config["metrics_dir"]) / f"rank{rank}.jsonl"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "a") as fh:
-                fh.write(json.dumps(metrics) + "\n")
-        with tempfile.TemporaryDirectory() as tmp:
-            checkpoint = None
-            if rank == 0:
-                save_checkpoint(Path(tmp) / CHECKPOINT_FILE, DenoiserCheckpoint(
-                    model_config=cfg.model, diffusion_config=cfg.diffusion, model_state=unwrap(model).state_dict(),
-                    conditioning=cfg.conditioning.to_dict(),
-                    training={**tc.to_dict(), "data": {**asdict(cfg.data), "val_split": None},  # no validation here
-                              **({"init_from": init_record} if init_record else {})},
-                    ema_state=ema.state_dict() if ema is not None else None,
-                    optimizer_state=optimizer.state_dict(), scheduler_state=scheduler.state_dict(),
-                    rng_state={"generator": generator.get_state()}, epoch=epoch, global_step=global_step,
-                    best_val=None, scalers=scalers, num_atoms_counts=counts,
-                ))
-                (Path(tmp) / "ranks.json").write_text(json.dumps({"generators": {str(r): s.tolist() for r, s in enumerate(gen_states)}}))
-                if out_dir is not None:  # the user's folder gets every epoch too (a killed job can --resume from it)
-                    for name in ("ranks.json", CHECKPOINT_FILE):  # ranks.json first: last.pt marks a complete pair
-                        part = out_dir / f".{name}.part"
-                        shutil.copyfile(Path(tmp) / name, part)
-                        os.replace(part, out_dir / name)
-                    with open(out_dir / "metrics.jsonl", "a") as fh:
-                        fh.write(json.dumps(metrics) + "\n")
-                checkpoint = ray.train.Checkpoint.from_directory(tmp)
-            ray.train.report(metrics, checkpoint=checkpoint)
+    init_from = loop_config.get("init_from")
+    record = {"data": {**asdict(cfg.data), "val_split": None}, **({"init_from": init_from} if init_from else {})}
+    task = DenoiserTask(
+        cfg, train_ds, None, hooks=hooks, model_factory=lambda: build_model(cfg, init_from=init_from),
+        scalers=scalers_to_tensors(getattr(getattr(train_ds, "store", None), "scalers", None)),
+        num_atoms_counts=None, training_record=record,
+    )
+    settings = EngineSettings.from_train_config(
+        tc, int(loop_config.get("epochs", tc.epochs)),
+        max_batches_per_epoch=int(loop_config.get("max_batches_per_epoch", tc.max_batches_per_epoch) or 0),
+    )
+    with tempfile.TemporaryDirectory() as private:
+        # a restarted run (lost worker, or the same run name in the same storage) resumes from Ray's latest
+        # checkpoint; a new run may continue from a previous run's folder (``resume_from``)
+        ckpt = ray.train.get_checkpoint()
+        resume_dir = None if ckpt is None else Path(ckpt.to_directory(str(Path(private) / "resume")))
+        if resume_dir is None and loop_config.get("resume_from"):
+            resume_dir = Path(loop_config["resume_from"])
+        state = read_train_state(resume_dir, "denoiser") if resume_dir is not None else None
+        out = Path(loop_config["out_dir"]) if loop_config.get("out_dir") else Path(private) / "out"
+        run_training(task, settings, out, hooks=hooks, state=state,
+                     state_path=None if resume_dir is None else resume_dir / "train_state.pt",
+                     on_epoch_end=lambda rec: _report_epoch(rec, hooks, loop_config.get("metrics_dir")))
 
 
 def run_distributed_training(
@@ -193,7 +177,7 @@ def run_distributed_training(
     dataset_options: dict[str, Any] | None = None,
     resume_from: str | None = None,
     init_from: str | None = None,
-    max_failures: int = 0,
+    max_failures: int = 2,
     threads_per_worker: int = 1,
     max_batches_per_epoch: int | None = None,
     metrics_dir: str | None = None,
@@ -204,7 +188,8 @@ def run_distributed_training(
     ``training.batch_size`` is the GLOBAL batch: it must be a multiple of ``num_workers`` (each worker takes
     batch_size / num_workers). Ray Train resumes a run found under ``storage_path/name`` by itself, so give every
     run its own name (``train_to_folder`` derives it from the output folder). ``out_dir``: rank 0 also writes
-    ``last.pt``, ``ranks.json`` and ``metrics.jsonl`` there after every epoch.
+    ``last.pt``, ``best.pt``, ``train_state.pt`` and ``metrics.jsonl`` there after every epoch. ``max_failures``:
+    how often Ray Train restarts the workers after a lost one (each restart continues from the last checkpoint).
     """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -262,22 +247,24 @@ def train_to_folder(
     resume_from: str | None = None,
     threads_per_worker: int = 1,
     init_from: str | None = None,
+    max_failures: int = 2,
 ) -> dict[str, Any]:
     """Distributed training of the denoiser on the train split of ``store``; the result lands in ``out`` like a
-    single-process ``dosmatgen train``: ``last.pt`` (library format, written after every epoch), ``ranks.json``
-    (per-rank generator states, for resume), ``config.yaml`` and ``metrics.jsonl`` (one line per epoch: the
-    all-reduced training loss; this mode computes no validation loss and no ``best.pt``).
+    single-process ``dosmatgen train``: ``last.pt`` (library format, written after every epoch), ``best.pt`` (lowest
+    all-reduced training loss; this mode computes no validation loss), ``train_state.pt`` (the one training state,
+    with every rank's generator state, for resume), ``config.yaml`` and ``metrics.jsonl`` (one line per epoch).
 
     ``storage_path`` (default ``out/ray``) receives Ray Train's own results and checkpoints under a run name derived
     from ``out``; on a cluster it must be shared storage. ``resume`` continues from ``out/last.pt``; ``resume_from``
     from another checkpoint folder. A fresh run refuses an ``out`` that already holds a checkpoint or a Ray run.
     ``init_from`` starts a fresh run from a checkpoint's weights (fine-tuning, see
-    :mod:`dosmatgen.training.warm_start`); it is checked against the config before Ray starts.
+    :mod:`dosmatgen.training.warm_start`); it is checked against the config before Ray starts. ``max_failures``:
+    restarts after a lost worker, each from the last checkpoint.
     """
     import yaml
 
     from dosmatgen.errors import CheckpointError, InvalidRecordError
-    from dosmatgen.training.checkpoint import load_checkpoint
+    from dosmatgen.training.train_state import TRAIN_STATE, read_train_state
 
     out = Path(out).absolute()
     batch_size = int((run_config.get("training") or {}).get("batch_size", 256))
@@ -288,8 +275,8 @@ def train_to_folder(
     name = run_name_for(out)
     target_epochs = int(epochs if epochs is not None else (run_config.get("training") or {}).get("epochs", 1000))
     if resume and resume_from is None:
-        if not (out / CHECKPOINT_FILE).is_file():
-            raise CheckpointError(f"{out}: nothing to resume (no {CHECKPOINT_FILE})")
+        if not (out / TRAIN_STATE).is_file():
+            raise CheckpointError(f"{out / TRAIN_STATE} not found: nothing to resume in {out}")
         resume_from = str(out)
     elif not resume and resume_from is None and ((out / CHECKPOINT_FILE).exists() or (storage / name).exists()):
         raise CheckpointError(f"{out} already holds a checkpoint or a Ray Train run ({storage / name}); resume it "
@@ -304,9 +291,9 @@ def train_to_folder(
         init_from = str(resolve_checkpoint(init_from).absolute())
         warm_start_weights(init_from, RunConfig.from_dict(run_config))  # a bad checkpoint fails here, not on a worker
     if resume_from is not None:
-        done = load_checkpoint(Path(resume_from) / CHECKPOINT_FILE).epoch
+        done = read_train_state(Path(resume_from), "denoiser").epoch
         if done >= target_epochs:
-            raise InvalidRecordError(f"{resume_from}/{CHECKPOINT_FILE} is already at epoch {done}; ask for more epochs "
+            raise InvalidRecordError(f"{Path(resume_from) / TRAIN_STATE} is already at epoch {done}; ask for more epochs "
                                      f"than that (--epochs), not {target_epochs}")
     saved = dict(run_config)
     saved["data"] = {**dict(run_config.get("data") or {}), "store": str(store)}
@@ -319,7 +306,7 @@ def train_to_folder(
         saved, num_workers=num_workers, use_gpu=use_gpu, storage_path=str(storage), name=name, epochs=epochs,
         dataset_options={"store": str(store), "train_split": (saved["data"].get("train_split") or "train")},
         resume_from=resume_from, init_from=init_from, threads_per_worker=threads_per_worker, metrics_dir=str(out / "ranks"),
-        out_dir=str(out),
+        out_dir=str(out), max_failures=max_failures,
     )
     if result.error is not None:
         raise RuntimeError(f"distributed training failed: {result.error}")
@@ -344,13 +331,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--resume-from", default=None, help="continue from another checkpoint folder")
     p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or a local cluster)")
+    p.add_argument("--max-failures", type=int, default=2,
+                   help="restarts after a lost worker, each from the last checkpoint (default 2)")
     args = p.parse_args(argv)
     raw = yaml.safe_load(Path(args.config).read_text())
     store = args.data or (raw.get("data") or {}).get("store")
     if not store:
         raise SystemExit(f"{args.config}: data.store (or --data) is required for distributed training")
     info = train_to_folder(raw, store, args.out, num_workers=args.workers, use_gpu=args.gpu, storage_path=args.storage,
-                           address=args.address, epochs=args.epochs, resume=args.resume, resume_from=args.resume_from)
+                           address=args.address, epochs=args.epochs, resume=args.resume, resume_from=args.resume_from,
+                           max_failures=args.max_failures)
     print(json.dumps(info, default=str))
     return 0
 

@@ -14,9 +14,9 @@
 #
 #     sbatch -A <project>_g slurm/train.sh configs/model/<config>.yaml [--epochs E] [--resume] [--data STORE.zarr]
 #
-# Runs `dosmatgen train --distributed`. Output (last.pt, config.yaml, metrics.jsonl) goes to
+# Runs `dosmatgen train --distributed`. Output (last.pt, best.pt, train_state.pt, config.yaml, metrics.jsonl) goes to
 # $DOSMATGEN_TRAIN_OUT (default $SCRATCH/dosmatgen/train/<config name>); Ray Train's own results and checkpoints
-# to $SCRATCH/dosmatgen/train/ray (shared storage). Resubmit with --resume to continue from OUT/last.pt.
+# to $SCRATCH/dosmatgen/train/ray (shared storage). Resubmit with --resume to continue from OUT/train_state.pt.
 # Dashboard: 127.0.0.1 on the head node only; tunnel as described in slurm/screen.sh.
 set -euo pipefail
 CONFIG="${1:?usage: sbatch slurm/train.sh CONFIG.yaml [options]}"

@@ -33,10 +33,16 @@ def _rank_logs(d):
 
 
 def test_gloo_ddp_two_workers_then_resume(tmp_path):
+    """2 gloo workers: sharded data, replicas in sync, a library checkpoint; then 1 epoch + resume to 2 equals an
+    uninterrupted 2-epoch run to the bit (weights, EMA, optimizer, every rank's generator)."""
+    import torch
+
     from dosmatgen.training.checkpoint import load_checkpoint
     from dosmatgen.training.config import RunConfig
+    from dosmatgen.training.train_state import read_train_state
 
     cfg = tiny_run_config()
+    cfg["training"]["ema_decay"] = 0.9
     common = dict(num_workers=2, use_gpu=False, storage_path=str(tmp_path / "storage"),
                   dataset_loader="screen_helpers:synthetic_training_set", dataset_options={"n": 16})
     result = run_distributed_training(cfg, epochs=1, metrics_dir=str(tmp_path / "m1"), name="first", **common)
@@ -57,12 +63,26 @@ def test_gloo_ddp_two_workers_then_resume(tmp_path):
 
         shutil.copytree(d, resume_dir)
     second = run_distributed_training(cfg, epochs=2, metrics_dir=str(tmp_path / "m2"), name="second",
-                                      resume_from=resume_dir, **common)
+                                      resume_from=resume_dir, out_dir=str(tmp_path / "resumed"), **common)
     logs2 = _rank_logs(tmp_path / "m2")
     assert [m["epoch"] for m in logs2[0]] == [2]  # resumed: epoch 1 not repeated
     assert logs2[0][-1]["step"] == 4
     assert logs2[0][-1]["param_digest"] == pytest.approx(logs2[1][-1]["param_digest"], abs=1e-9)
     assert second.metrics["epoch"] == 2
+
+    run_distributed_training(cfg, epochs=2, metrics_dir=str(tmp_path / "m3"), name="straight",
+                             out_dir=str(tmp_path / "straight"), **common)
+    a = load_checkpoint(tmp_path / "straight" / CHECKPOINT_FILE)
+    b = load_checkpoint(tmp_path / "resumed" / CHECKPOINT_FILE)
+    for got, want in ((b.model_state, a.model_state), (b.ema_state, a.ema_state)):
+        assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+    for k, v in a.optimizer_state["state"].items():
+        assert all(torch.equal(v[n], b.optimizer_state["state"][k][n]) for n in v)
+    sa, sb = read_train_state(tmp_path / "straight", "denoiser"), read_train_state(tmp_path / "resumed", "denoiser")
+    assert len(sa.rng) == len(sb.rng) == 2
+    assert all(torch.equal(x["noise"], y["noise"]) for x, y in zip(sa.rng, sb.rng))
+    assert not torch.equal(sa.rng[0]["noise"], sa.rng[1]["noise"])  # each rank draws its own noise
+    assert _rank_logs(tmp_path / "m3")[0][-1]["param_digest"] == logs2[0][-1]["param_digest"]
 
 
 def test_ddp_two_workers_matches_the_single_process_trainer(tmp_path):

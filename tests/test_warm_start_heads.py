@@ -113,7 +113,12 @@ def test_regressor_resume_continues_exactly(tmp_path, capsys):
     assert "nothing to resume" in capsys.readouterr().err
     # the noise generator's state belongs to its device: a state from another kind of device is refused
     state_path = tmp_path / "resumed" / "train_state.pt"
-    state = torch.load(state_path, weights_only=False)
-    torch.save({**state, "device_type": "cuda"}, state_path)
+    state = torch.load(state_path, weights_only=True)
+    torch.save({**state, "devices": {**state["devices"], "noise": "cuda"}}, state_path)
     assert main(run + ["--out", str(tmp_path / "resumed"), "--epochs", "4", "--resume"]) == 2
     assert "trained on cuda, not cpu" in capsys.readouterr().err
+    # a train_state.pt of the format before the one training state is refused, naming the file
+    torch.save({"config": {}, "epoch": 2, "device_type": "cpu", "model": state["model"]}, state_path)
+    assert main(run + ["--out", str(tmp_path / "resumed"), "--epochs", "4", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert f"{state_path}: a training state of an older dosmatgen" in err

@@ -39,6 +39,8 @@ def register(subparsers) -> None:
     d.add_argument("--gpu", action="store_true", help="one GPU per worker (NCCL)")
     d.add_argument("--storage", default=None, help="shared folder for Ray Train results (default OUT/ray)")
     d.add_argument("--address", default=None, help="Ray cluster address (default RAY_ADDRESS, else a local cluster)")
+    d.add_argument("--max-failures", type=int, default=2,
+                   help="restarts after a lost worker, each from the last checkpoint (default 2)")
     p.set_defaults(func=cmd_train)
 
 
@@ -53,7 +55,7 @@ def _train_distributed(args: argparse.Namespace, config, store: str) -> int:
     print(f"distributed training on {args.workers} {'GPU' if args.gpu else 'CPU'} worker(s)")
     info = train_to_folder(config.to_dict(), store, args.out, num_workers=args.workers, use_gpu=args.gpu,
                            storage_path=args.storage, address=args.address, resume=args.resume,
-                           init_from=args.init_from)
+                           init_from=args.init_from, max_failures=args.max_failures)
     m = info["metrics"]
     print(f"done: epoch {m.get('epoch')}, step {m.get('step')}, train loss {m.get('train_loss', float('nan')):.4f}")
     print(f"checkpoint: {info['checkpoint']}; log: {args.out}/metrics.jsonl")

@@ -8,7 +8,6 @@ sections ``regressor`` (:class:`RegressorConfig`), ``diffusion`` (must equal the
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,23 +16,23 @@ from typing import Any, Mapping
 import torch
 import yaml
 from torch.utils.data import Dataset
-from torch_geometric.loader import DataLoader
-from tqdm.auto import tqdm
 
 from dosmatgen.checkpoint_paths import resolve_checkpoint
-from dosmatgen.diffusion.process import DiffusionConfig, JointDiffusion
-from dosmatgen.diffusion.state import StateNoise
+from dosmatgen.diffusion.process import DiffusionConfig
 from dosmatgen.errors import CheckpointError, InvalidRecordError
-from dosmatgen.regressor.checkpoint import RegressorCheckpoint, load_regressor, save_regressor
+from dosmatgen.regressor.checkpoint import load_regressor
 from dosmatgen.regressor.config import RegressorConfig
 from dosmatgen.regressor.model import NoisyDOSRegressor
+from dosmatgen.regressor.task import BEST, LAST, RegressorTask, regressor_loss
 from dosmatgen.training.checkpoint import config_differences, scalers_to_tensors
-from dosmatgen.training.metrics_log import keep_epochs_before
-from dosmatgen.training.train_state import TRAIN_STATE, read_train_state, save_train_state
 from dosmatgen.training.config import DataConfig, TrainConfig
+from dosmatgen.training.distributed import SingleProcess
+from dosmatgen.training.engine import EngineSettings, run_training
+from dosmatgen.training.train_state import TRAIN_STATE, read_train_state
 
-LAST = "last.pt"
-BEST = "best.pt"
+__all__ = ["BEST", "LAST", "METRICS", "RegressorRunConfig", "RegressorTrainResult", "load_regressor_run_config",
+           "regressor_loss", "train_regressor"]
+
 METRICS = "metrics.jsonl"
 
 
@@ -73,22 +72,6 @@ def load_regressor_run_config(path: str | Path) -> RegressorRunConfig:
         raise InvalidRecordError(str(exc), file=str(p)) from None
 
 
-def regressor_loss(
-    model: NoisyDOSRegressor, diffusion: JointDiffusion, batch, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """Mean L1 (or MSE) between g(S_t, t) and the batch's scaled ``site_dos`` over all atoms and bins."""
-    if getattr(batch, "site_dos", None) is None:
-        raise ValueError("regressor training needs batches with site_dos")
-    clean = diffusion.clean_state(batch)
-    t = diffusion.sample_timesteps(clean.num_crystals, generator)
-    noisy = diffusion.q_sample(clean, t, StateNoise.randn_like(clean, generator))
-    pred = model(noisy.atom_types, noisy.frac_coords, noisy.lattice, t, noisy.batch, noisy.num_atoms)
-    target = batch.site_dos.float()
-    if model.config.loss == "mse":
-        return torch.nn.functional.mse_loss(pred, target)
-    return torch.nn.functional.l1_loss(pred, target)
-
-
 @dataclass(frozen=True)
 class RegressorTrainResult:
     out_dir: Path
@@ -99,19 +82,6 @@ class RegressorTrainResult:
     @property
     def best_checkpoint(self) -> Path:
         return self.out_dir / BEST
-
-
-@torch.no_grad()
-def _val_loss(model, diffusion, loader, device, seed) -> float:
-    model.eval()
-    gen = torch.Generator(device=device).manual_seed(seed)
-    total, count = 0.0, 0
-    for batch in loader:
-        batch = batch.to(device)
-        n = int(batch.num_atoms.numel())
-        total += float(regressor_loss(model, diffusion, batch, gen)) * n
-        count += n
-    return total / max(count, 1)
 
 
 def train_regressor(
@@ -137,11 +107,12 @@ def train_regressor(
     ``out_dir`` from its ``train_state.pt`` (same config except ``training.epochs``, same data, same kind of device);
     on CPU with the same number of threads the result equals an uninterrupted run's."""
     tc = config.training
+    started = time.perf_counter()
     if len(train_dataset) == 0:
         raise ValueError("the training set is empty")
     out = Path(out_dir)
     recorded = {k: (None if v is None else str(v)) for k, v in {**asdict(config.data), **dict(data or {})}.items()}
-    state = _load_train_state(out, config, recorded, torch.device(device)) if resume else None
+    state = read_train_state(out, "regressor") if resume else None
     if state is not None and init_from is not None:
         raise CheckpointError(f"{out / TRAIN_STATE}: --init-from starts a new run; it cannot be combined with --resume")
     out.mkdir(parents=True, exist_ok=True)
@@ -150,10 +121,7 @@ def train_regressor(
         torch.manual_seed(tc.seed)
         model = NoisyDOSRegressor(config.regressor)
     warm: dict[str, str] = {}
-    if state is not None:
-        model.load_state_dict(state["model"])
-        warm = dict(state["warm"])
-    elif init_from is not None:
+    if state is None and init_from is not None:
         start = load_regressor(init_from)
         for name, have, want in (("regressor", start.config, config.regressor), ("diffusion", start.diffusion_config, config.diffusion)):
             if have != want:
@@ -161,86 +129,11 @@ def train_regressor(
                 raise CheckpointError(f"{resolve_checkpoint(init_from)}: {name} config does not match ({'; '.join(diff)})")
         model.load_state_dict(start.state)
         warm = {"init_from": str(resolve_checkpoint(init_from))}
-    model = model.to(device)
-    diffusion = JointDiffusion(config.diffusion, device=device)
-    opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=tc.lr_factor, patience=tc.lr_patience, min_lr=tc.min_lr)
-    gen = torch.Generator(device=device).manual_seed(tc.seed + 1)
-    stored_scalers = scalers_to_tensors(scalers)
-    val_loader = DataLoader(val_dataset, batch_size=tc.batch_size) if val_dataset is not None and len(val_dataset) else None
-    best, metrics, first_epoch = None, {}, 1
-    if state is not None:
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        gen.set_state(state["generator"])
-        best, metrics, first_epoch = state["best"], state["metrics"], state["epoch"] + 1
-    log_path = out / METRICS
-    if state is None:
-        log_path.write_text("")
-        (out / TRAIN_STATE).unlink(missing_ok=True)
-    else:  # keep the log lines of the epochs the saved state covers
-        keep_epochs_before(log_path, first_epoch)
+    task = RegressorTask(config, model, train_dataset, val_dataset, device=device, scalers=scalers_to_tensors(scalers),
+                         data=recorded, warm=warm)
     total_epochs = int(epochs or tc.epochs)
-    for epoch in range(first_epoch, total_epochs + 1):
-        t0 = time.perf_counter()
-        model.train()
-        order = torch.randperm(len(train_dataset), generator=torch.Generator().manual_seed(tc.seed * 1_000_003 + epoch))
-        loader = DataLoader(train_dataset, batch_size=tc.batch_size, sampler=order.tolist())
-        total, seen = 0.0, 0
-        for i, batch in enumerate(tqdm(loader, desc=f"epoch {epoch}/{total_epochs}", disable=not progress, leave=False)):
-            if tc.max_batches_per_epoch and i >= tc.max_batches_per_epoch:
-                break
-            batch = batch.to(device)
-            opt.zero_grad(set_to_none=True)
-            loss = regressor_loss(model, diffusion, batch, gen)
-            loss.backward()
-            if tc.grad_clip:
-                if tc.grad_clip_mode == "value":
-                    torch.nn.utils.clip_grad_value_(model.parameters(), tc.grad_clip)
-                else:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            opt.step()
-            n = int(batch.num_atoms.numel())
-            total, seen = total + float(loss.detach()) * n, seen + n
-        metrics = {"epoch": epoch, "train_loss": total / max(seen, 1), "lr": opt.param_groups[0]["lr"]}
-        monitor = metrics["train_loss"]
-        if val_loader is not None:
-            metrics["val_loss"] = monitor = _val_loss(model, diffusion, val_loader, device, tc.val_seed)
-        sched.step(monitor)
-        metrics["time_s"] = time.perf_counter() - t0
-        ckpt = RegressorCheckpoint(config.regressor, config.diffusion, model.state_dict(), stored_scalers, {**metrics, **warm},
-                                   data=recorded)
-        save_regressor(out / LAST, ckpt)
-        if best is None or monitor < best:
-            best = monitor
-            save_regressor(out / BEST, ckpt)
-        with open(log_path, "a") as fh:
-            fh.write(json.dumps(metrics) + "\n")
-        save_train_state(out, {"config": config.to_dict(), "data": recorded, "device_type": device.type, "epoch": epoch,
-                                "best": best, "metrics": metrics, "warm": warm, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                                "scheduler": sched.state_dict(), "generator": gen.get_state()})
-        if progress:
-            tqdm.write(f"epoch {epoch} | loss {metrics['train_loss']:.4f}" + (f" | val {metrics['val_loss']:.4f}" if "val_loss" in metrics else ""))
-    return RegressorTrainResult(out, total_epochs, best, metrics)
-
-
-def _load_train_state(out: Path, config: RegressorRunConfig, recorded: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
-    """The saved state of the run in ``out``; CheckpointError when there is none or it belongs to another run."""
-    path = out / TRAIN_STATE
-    state = read_train_state(out, "regressor")
-
-    def comparable(d: Mapping[str, Any]) -> dict[str, Any]:
-        d = json.loads(json.dumps(d))
-        d["training"].pop("epochs", None)
-        return d
-
-    if comparable(state["config"]) != comparable(config.to_dict()):
-        diff = [f"{section}.{line}" for section in ("regressor", "diffusion", "training", "data")
-                for line in config_differences(comparable(state["config"])[section], comparable(config.to_dict())[section])]
-        raise CheckpointError(f"{path}: the config differs from the interrupted run's ({'; '.join(diff)})")
-    if state.get("device_type") != device.type:  # the noise generator lives on the device; its state does not move
-        raise CheckpointError(f"{path}: the interrupted run trained on {state.get('device_type')}, not {device.type}; "
-                              f"resume it on the same kind of device")
-    if dict(state["data"]) != dict(recorded):
-        raise CheckpointError(f"{path}: the interrupted run trained on {state['data']}, not {dict(recorded)}")
-    return state
+    # the regressor keeps no EMA of its weights (training.ema_decay is the denoiser's)
+    settings = EngineSettings.from_train_config(tc, total_epochs, progress=progress, ema_decay=0.0)
+    result = run_training(task, settings, out, hooks=SingleProcess(device), state=state, state_path=out / TRAIN_STATE,
+                          started=started)
+    return RegressorTrainResult(out, total_epochs, result.best_val, result.last_metrics)

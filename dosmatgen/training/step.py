@@ -13,6 +13,7 @@ from dosmatgen.model.conditioning import DOSCondition, condition_from_batch
 from dosmatgen.model.config import DenoiserConfig
 from dosmatgen.training.condition_dropout import ConditionDropoutConfig, DropoutDraws, apply_condition_dropout
 from dosmatgen.training.keyed_randomness import StepDraws
+from dosmatgen.training.optimisation import apply_update
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -48,6 +49,31 @@ def training_condition(
     )
 
 
+def denoiser_loss(
+    model: nn.Module,
+    diffusion: JointDiffusion,
+    batch,
+    *,
+    dropout: ConditionDropoutConfig | None = ConditionDropoutConfig(),
+    generator: torch.Generator | None = None,
+    draws: StepDraws | None = None,
+    atom_scale: float = 1.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The training loss of one batch (already on the model's device): the total to minimise and the terms
+    {"loss", "lattice", "coords", "types"} as floats. Randomness (condition dropout, t, noise) comes from
+    ``generator``, or from the pre-drawn per-structure ``draws``; ``atom_scale`` weights the per-atom terms (see
+    :func:`train_step`)."""
+    config = unwrap(model).config
+    cond = training_condition(batch, config, dropout, generator, None if draws is None else draws.dropout)
+    if draws is None:
+        terms = diffusion.training_loss(model, batch, cond=cond, generator=generator, atom_scale=atom_scale)
+    else:
+        terms = diffusion.training_loss(model, batch, cond=cond, t=draws.t, noise=draws.noise, atom_scale=atom_scale)
+    out = terms.as_floats()
+    out["loss"] = out.pop("total")
+    return terms.total, out
+
+
 def train_step(
     model: nn.Module,
     diffusion: JointDiffusion,
@@ -79,27 +105,11 @@ def train_step(
         {"loss", "lattice", "coords", "types"} as floats (before the update).
     """
     model.train()
-    config = unwrap(model).config
-    cond = training_condition(batch, config, dropout, generator, None if draws is None else draws.dropout)
     optimizer.zero_grad(set_to_none=True)
-    if draws is None:
-        terms = diffusion.training_loss(model, batch, cond=cond, generator=generator, atom_scale=atom_scale)
-    else:
-        terms = diffusion.training_loss(model, batch, cond=cond, t=draws.t, noise=draws.noise, atom_scale=atom_scale)
-    terms.total.backward()
-    if grad_clip:
-        if grad_clip_mode == "value":
-            torch.nn.utils.clip_grad_value_(model.parameters(), grad_clip)
-        elif grad_clip_mode == "norm":
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        else:
-            raise ValueError(f"grad_clip_mode must be 'value' or 'norm', got {grad_clip_mode!r}")
-    optimizer.step()
-    if ema is not None:
-        ema.update_parameters(model)
-    out = terms.as_floats()
-    out["loss"] = out.pop("total")
-    return out
+    total, terms = denoiser_loss(model, diffusion, batch, dropout=dropout, generator=generator, draws=draws,
+                                 atom_scale=atom_scale)
+    apply_update(model, total, optimizer, grad_clip=grad_clip, grad_clip_mode=grad_clip_mode, ema=ema)
+    return terms
 
 
 @torch.no_grad()
