@@ -46,12 +46,7 @@ REGRESSOR_YAML = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -105,20 +100,24 @@ def test_cli_end_to_end_writes_metrics_tables_and_report(world, tmp_path, capsys
                 assert key in m, key
             assert m["n_sites"] == 6  # every site of the three 2-atom structures is scored
             mae = m["dos_match"]["mae_gen_vs_target"]
-            assert mae["n"] == 6 and (mae["value"] is None or mae["value"] >= 0)
+            # a surrogate was given and all 6 sites were scored, so the MAE is a positive finite number
+            assert mae["n"] == 6 and math.isfinite(mae["value"]) and mae["value"] > 0
             boot = m["dos_match_bootstrap"]["mae_gen_vs_target"]
-            if mae["value"] is not None:  # the interval is around the same mean, over the 3 structures
-                assert boot["mean"] == pytest.approx(mae["value"]) and boot["lo"] <= boot["mean"] <= boot["hi"]
-                assert boot["n_groups"] == 3
+            # the interval is around the same mean, over the 3 structures
+            assert boot["mean"] == pytest.approx(mae["value"]) and boot["lo"] <= boot["mean"] <= boot["hi"]
+            assert boot["n_groups"] == 3
             sm = m["structure_match"]
             assert sm["n"] == sm["n_matched"] + sm["n_no_match"] + sm["n_invalid"] + sm["n_timeout"] + sm["n_error"]
             assert e["timing"]["generation_s"] > 0 and e["timing"]["model_calls"] > 0
-            assert (out / e["structures_file"]).is_file() if e["structures_file"] else True
+            assert e["structures_file"] and (out / e["structures_file"]).is_file()
     # the same seed stream per t_start: all guidance modes start from the same noised templates
     assert report["results"]["cfg"]["3"]["batch_seeds"] == report["results"]["none"]["3"]["batch_seeds"]
-    # the acceptance criteria are evaluated (pass or fail as they come), never skipped when their settings ran
-    names = [c["name"] for c in report["acceptance"]["criteria"]]
-    assert len(names) == 3 and all(c["passed"] in (True, False) for c in report["acceptance"]["criteria"][:2])
+    # the acceptance criteria are evaluated from the reported intervals, never skipped when their settings ran;
+    # the structure-match one needs t_start 200, which this T = 10 run does not have
+    boot = {g: report["results"][g][str(T)]["metrics"]["dos_match_bootstrap"] for g in ("cfg", "uncond")}
+    expected = [boot["cfg"]["mae_gen_vs_target"]["hi"] < boot["uncond"]["mae_gen_vs_target"]["lo"],
+                boot["cfg"]["mae_gen_vs_target"]["hi"] < boot["cfg"]["random_pair"]["lo"], None]
+    assert [c["passed"] for c in report["acceptance"]["criteria"]] == expected
     md = (out / "metrics.md").read_text()
     assert "Science acceptance" in md and "| uncond | 10 |" in md and "95 % interval" in md
     assert "DOSMatGen paper" in md and "| cfg | 3 |" in md and "| classifier | 10 |" in md
