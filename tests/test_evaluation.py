@@ -66,6 +66,7 @@ def world(tmp_path_factory):
     }
 
 
+@pytest.mark.slow
 def test_cli_end_to_end_writes_metrics_tables_and_report(world, tmp_path, capsys):
     out = tmp_path / "out"
     rc = main([
@@ -132,6 +133,7 @@ def test_cli_end_to_end_writes_metrics_tables_and_report(world, tmp_path, capsys
     assert any(k.startswith("DOS of site 0") for k in report["figures"])
 
 
+@pytest.mark.slow
 def test_classifier_without_regressor_is_reported_not_run(world, tmp_path):
     report = evaluate(world["checkpoint"], world["store"], t_starts=(T,), guidance=("classifier", "none"),
                       limit=2, novelty=False, out=tmp_path)
@@ -167,6 +169,7 @@ def test_oracle_generator_scores_perfect_matches(world, monkeypatch):
     assert all(r["composition_match"] for r in report["results"]["cfg"][str(T)]["per_sample"])
 
 
+@pytest.mark.slow
 def test_missing_and_invalid_generated_structures_count_as_invalid(world, monkeypatch, tmp_path):
     def broken(templates):
         overlapping = Crystal(templates[1].atomic_numbers, np.zeros((2, 3)), templates[1].lattice)
@@ -246,6 +249,7 @@ def test_missing_checkpoint_or_store_is_a_clear_error(world, tmp_path, capsys):
         evaluate(world["checkpoint"], world["store"], t_starts=(T,), regressor=tmp_path / "nope.pt")
 
 
+@pytest.mark.slow
 def test_refuses_the_training_split_unless_forced(world, capsys, tmp_path):
     with pytest.raises(SplitHygieneError, match="trained on split 'train'"):
         evaluate(world["checkpoint"], world["store"], split="train", t_starts=(T,))
@@ -277,6 +281,7 @@ def test_training_split_lookup_and_surrogate_check(tmp_path):
     assert check_split("test", {"denoiser": models["denoiser"]}).notes == []
 
 
+@pytest.mark.slow
 def test_relax_hook_gives_formation_energies(world, monkeypatch, tmp_path):
     """--relax with a cheap analytic force field (Lennard-Jones) fills the energy section and the histogram."""
     monkeypatch.setenv("DOSMATGEN_CACHE", str(tmp_path / "cache"))
@@ -318,6 +323,7 @@ def _comparable(report):
             for g, by_t in report["results"].items()}
 
 
+@pytest.mark.slow
 def test_resume_reuses_finished_settings_and_gives_the_same_report(world, tmp_path, monkeypatch, capsys):
     """An interrupted run (here: only cfg at t_start 3 finished) resumed with the full grid reuses that setting and
     computes only the rest; the report equals a fresh run's. Other inputs (a different seed), a corrupt cache file

@@ -43,6 +43,7 @@ def test_different_structures_and_invalid_inputs_do_not_match(matcher):
     assert r.outcomes == ["no_match", "invalid", "invalid"]
 
 
+@pytest.mark.slow
 def test_timeouts_are_counted_not_dropped():
     with TimedStructureMatcher(timeout_s=1e-4) as m:
         r = structure_match_rate([NACL, NACL], [NACL, NACL], matcher=m)

@@ -7,6 +7,8 @@ import io
 import re
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -18,6 +20,7 @@ def test_readme_has_one_python_example():
     assert len(python_blocks(README.read_text(encoding="utf-8"))) == 1
 
 
+@pytest.mark.slow  # samples 4 crystals with the shipped 1000-step model
 def test_readme_python_example_runs_and_prints_one_line_per_crystal():
     (code,) = python_blocks(README.read_text(encoding="utf-8"))
     out = io.StringIO()

@@ -42,6 +42,7 @@ def _tiny_run(**training) -> RunConfig:
     )
 
 
+@pytest.mark.slow
 def test_tiny_model_overfits_eight_structures():
     """Loss (at fixed evaluation t and noise, averaged over 32 draws) falls at least tenfold."""
     torch.manual_seed(0)
