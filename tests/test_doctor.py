@@ -84,7 +84,7 @@ def test_gpaw_runs_inside_an_mpi_task(monkeypatch):
 
 
 def test_prepare_serial_gpaw_drops_launcher_variables_unless_a_backend_is_chosen(monkeypatch):
-    """The launcher variables go before GPAW's MPI module loads; a user's GPAW_MPI_BACKEND keeps them (README)."""
+    """The launcher variables go before GPAW's MPI module loads; a user's GPAW_MPI_BACKEND keeps them (docs/usage.md, Troubleshooting)."""
     import os
     import sys
 
