@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 from dosmatgen.checkpoint_paths import bundled_checkpoints, resolve_checkpoint
 from dosmatgen.errors import CheckpointError
@@ -31,6 +32,11 @@ def test_shipped_checkpoints_load_with_weights_only():
     model, scaler, grid, info = load_surrogate("bundled:surrogate-small")
     assert grid.n == 400
     reg = load_regressor("bundled:regressor-small")
-    assert reg is not None
+    # the shipped regressor can guide the shipped denoiser: same diffusion, vocabulary, output grid and DOS scaler
+    assert reg.diffusion_config == ckpt.diffusion_config
+    assert reg.config.num_classes == ckpt.model_config.num_classes and reg.config.out_dim == grid.n
+    for key in ("mean", "std"):
+        assert torch.equal(reg.scalers["site"][key], ckpt.scalers["site"][key])
+    reg.build_model()  # raises CheckpointError when its weights do not fit its config
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint("bundled:no-such-model")

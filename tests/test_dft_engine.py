@@ -117,6 +117,7 @@ def _orphans(out: Path) -> list[str]:
     return found
 
 
+@pytest.mark.slow
 def test_batch_records_each_failure_kind_and_resumes(tmp_path, fake_engine_path):
     FakeEngine = fake_engine_path
     out = tmp_path / "out"

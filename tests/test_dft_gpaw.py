@@ -24,7 +24,7 @@ try:
 except Exception as err:  # not installed, or a broken build
     GPAW_PROBLEM = f"gpaw is not importable ({type(err).__name__}: {err}); install the 'dft' extra to run real DFT tests"
 
-pytestmark = [pytest.mark.gpaw, pytest.mark.skipif(GPAW_PROBLEM is not None, reason=GPAW_PROBLEM or "")]
+pytestmark = [pytest.mark.gpaw, pytest.mark.slow, pytest.mark.skipif(GPAW_PROBLEM is not None, reason=GPAW_PROBLEM or "")]
 
 REFERENCE_DIR = Path(__file__).parent / "data" / "gpaw_reference"
 #: a real calculation on one core takes a few seconds; this is a hang guard, not a benchmark

@@ -151,6 +151,7 @@ def test_parse_rejects_a_vasprun_of_another_structure(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------- full path
+@pytest.mark.slow
 def test_full_path_with_a_fake_launch_command_through_the_batch_driver(tmp_path):
     out = tmp_path / "out"
     s = compute_dos_dataset([("Si2", silicon())], out, VASPEngine(launch_cmd=fake_cmd("ok")), 120.0, progress=False)
@@ -164,6 +165,7 @@ def test_full_path_with_a_fake_launch_command_through_the_batch_driver(tmp_path)
     assert incar(out / "work" / "Si2" / NSCF_DIR / "INCAR")["ICHARG"] == "11"
 
 
+@pytest.mark.slow
 def test_failing_command_is_recorded_as_failed_with_its_log(tmp_path):
     out = tmp_path / "out"
     s = compute_dos_dataset([("Si2", silicon())], out, VASPEngine(launch_cmd=fake_cmd("fail")), 120.0, progress=False)

@@ -11,12 +11,7 @@ from dosmatgen.diffusion import BetaSchedule, CrystalState, DiffusionConfig, Joi
 from dosmatgen.model import DenoiserOutput
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_cosine_schedule_closed_form():

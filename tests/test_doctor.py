@@ -15,6 +15,7 @@ def _checks(capsys, *args):
     return rc, report, {c["name"]: c for c in report["checks"]}
 
 
+@pytest.mark.slow
 def test_doctor_reports_every_component(capsys):
     rc, report, checks = _checks(capsys)
     assert rc == 0 and report["core_ok"] is True
@@ -27,6 +28,7 @@ def test_doctor_reports_every_component(capsys):
     assert checks["Orb (paper's MLFF)"]["status"] == "missing" and "--mlff-weights" in checks["Orb (paper's MLFF)"]["detail"]
 
 
+@pytest.mark.slow
 def test_doctor_checks_given_orb_weights_and_a_broken_core(capsys, tmp_path, monkeypatch):
     rc, _, checks = _checks(capsys, "--orb-weights", str(tmp_path / "orb-v2.ckpt"))
     assert rc == 0  # an optional piece failing does not fail the doctor
@@ -59,6 +61,7 @@ def test_doctor_gpaw_line_runs_a_calculation(monkeypatch):
     assert crashed.status == "error" and "exit code -11 with no output" in crashed.detail
 
 
+@pytest.mark.slow
 @pytest.mark.gpaw
 def test_gpaw_runs_inside_an_mpi_task(monkeypatch):
     """Inside an srun step or after an in-process MPI_Init by mpi4py (both export these variables) GPAW's serial
@@ -81,7 +84,7 @@ def test_gpaw_runs_inside_an_mpi_task(monkeypatch):
 
 
 def test_prepare_serial_gpaw_drops_launcher_variables_unless_a_backend_is_chosen(monkeypatch):
-    """The launcher variables go before GPAW's MPI module loads; a user's GPAW_MPI_BACKEND keeps them (README)."""
+    """The launcher variables go before GPAW's MPI module loads; a user's GPAW_MPI_BACKEND keeps them (docs/usage.md, Troubleshooting)."""
     import os
     import sys
 

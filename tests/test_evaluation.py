@@ -46,12 +46,7 @@ REGRESSOR_YAML = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +66,7 @@ def world(tmp_path_factory):
     }
 
 
+@pytest.mark.slow
 def test_cli_end_to_end_writes_metrics_tables_and_report(world, tmp_path, capsys):
     out = tmp_path / "out"
     rc = main([
@@ -105,20 +101,24 @@ def test_cli_end_to_end_writes_metrics_tables_and_report(world, tmp_path, capsys
                 assert key in m, key
             assert m["n_sites"] == 6  # every site of the three 2-atom structures is scored
             mae = m["dos_match"]["mae_gen_vs_target"]
-            assert mae["n"] == 6 and (mae["value"] is None or mae["value"] >= 0)
+            # a surrogate was given and all 6 sites were scored, so the MAE is a positive finite number
+            assert mae["n"] == 6 and math.isfinite(mae["value"]) and mae["value"] > 0
             boot = m["dos_match_bootstrap"]["mae_gen_vs_target"]
-            if mae["value"] is not None:  # the interval is around the same mean, over the 3 structures
-                assert boot["mean"] == pytest.approx(mae["value"]) and boot["lo"] <= boot["mean"] <= boot["hi"]
-                assert boot["n_groups"] == 3
+            # the interval is around the same mean, over the 3 structures
+            assert boot["mean"] == pytest.approx(mae["value"]) and boot["lo"] <= boot["mean"] <= boot["hi"]
+            assert boot["n_groups"] == 3
             sm = m["structure_match"]
             assert sm["n"] == sm["n_matched"] + sm["n_no_match"] + sm["n_invalid"] + sm["n_timeout"] + sm["n_error"]
             assert e["timing"]["generation_s"] > 0 and e["timing"]["model_calls"] > 0
-            assert (out / e["structures_file"]).is_file() if e["structures_file"] else True
+            assert e["structures_file"] and (out / e["structures_file"]).is_file()
     # the same seed stream per t_start: all guidance modes start from the same noised templates
     assert report["results"]["cfg"]["3"]["batch_seeds"] == report["results"]["none"]["3"]["batch_seeds"]
-    # the acceptance criteria are evaluated (pass or fail as they come), never skipped when their settings ran
-    names = [c["name"] for c in report["acceptance"]["criteria"]]
-    assert len(names) == 3 and all(c["passed"] in (True, False) for c in report["acceptance"]["criteria"][:2])
+    # the acceptance criteria are evaluated from the reported intervals, never skipped when their settings ran;
+    # the structure-match one needs t_start 200, which this T = 10 run does not have
+    boot = {g: report["results"][g][str(T)]["metrics"]["dos_match_bootstrap"] for g in ("cfg", "uncond")}
+    expected = [boot["cfg"]["mae_gen_vs_target"]["hi"] < boot["uncond"]["mae_gen_vs_target"]["lo"],
+                boot["cfg"]["mae_gen_vs_target"]["hi"] < boot["cfg"]["random_pair"]["lo"], None]
+    assert [c["passed"] for c in report["acceptance"]["criteria"]] == expected
     md = (out / "metrics.md").read_text()
     assert "Science acceptance" in md and "| uncond | 10 |" in md and "95 % interval" in md
     assert "DOSMatGen paper" in md and "| cfg | 3 |" in md and "| classifier | 10 |" in md
@@ -133,6 +133,7 @@ def test_cli_end_to_end_writes_metrics_tables_and_report(world, tmp_path, capsys
     assert any(k.startswith("DOS of site 0") for k in report["figures"])
 
 
+@pytest.mark.slow
 def test_classifier_without_regressor_is_reported_not_run(world, tmp_path):
     report = evaluate(world["checkpoint"], world["store"], t_starts=(T,), guidance=("classifier", "none"),
                       limit=2, novelty=False, out=tmp_path)
@@ -168,6 +169,7 @@ def test_oracle_generator_scores_perfect_matches(world, monkeypatch):
     assert all(r["composition_match"] for r in report["results"]["cfg"][str(T)]["per_sample"])
 
 
+@pytest.mark.slow
 def test_missing_and_invalid_generated_structures_count_as_invalid(world, monkeypatch, tmp_path):
     def broken(templates):
         overlapping = Crystal(templates[1].atomic_numbers, np.zeros((2, 3)), templates[1].lattice)
@@ -247,6 +249,7 @@ def test_missing_checkpoint_or_store_is_a_clear_error(world, tmp_path, capsys):
         evaluate(world["checkpoint"], world["store"], t_starts=(T,), regressor=tmp_path / "nope.pt")
 
 
+@pytest.mark.slow
 def test_refuses_the_training_split_unless_forced(world, capsys, tmp_path):
     with pytest.raises(SplitHygieneError, match="trained on split 'train'"):
         evaluate(world["checkpoint"], world["store"], split="train", t_starts=(T,))
@@ -278,6 +281,7 @@ def test_training_split_lookup_and_surrogate_check(tmp_path):
     assert check_split("test", {"denoiser": models["denoiser"]}).notes == []
 
 
+@pytest.mark.slow
 def test_relax_hook_gives_formation_energies(world, monkeypatch, tmp_path):
     """--relax with a cheap analytic force field (Lennard-Jones) fills the energy section and the histogram."""
     monkeypatch.setenv("DOSMATGEN_CACHE", str(tmp_path / "cache"))
@@ -319,6 +323,7 @@ def _comparable(report):
             for g, by_t in report["results"].items()}
 
 
+@pytest.mark.slow
 def test_resume_reuses_finished_settings_and_gives_the_same_report(world, tmp_path, monkeypatch, capsys):
     """An interrupted run (here: only cfg at t_start 3 finished) resumed with the full grid reuses that setting and
     computes only the rest; the report equals a fresh run's. Other inputs (a different seed), a corrupt cache file

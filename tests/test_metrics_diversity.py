@@ -7,17 +7,10 @@ from pymatgen.core import Lattice, Structure
 from dosmatgen.crystal import Crystal
 from dosmatgen.metrics.diversity import novelty, uniqueness
 from dosmatgen.metrics.inputs import MetricInputError
-from dosmatgen.metrics.timed_matcher import TimedStructureMatcher
 
 ROCKSALT = Crystal.from_pymatgen(Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]))
 CSCL_TYPE = Crystal.from_pymatgen(Structure(Lattice.cubic(3.4), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]))
 SI = Crystal.from_pymatgen(Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.43), ["Si"], [[0, 0, 0]]))
-
-
-@pytest.fixture(scope="module")
-def matcher():
-    with TimedStructureMatcher(timeout_s=60) as m:
-        yield m
 
 
 def test_uniqueness_groups_equivalent_structures(matcher):

@@ -10,12 +10,7 @@ from dosmatgen.model import CSPNetDenoiser, DenoiserConfig, DOSCondition
 from dosmatgen.training.condition_dropout import ConditionDropoutConfig, apply_condition_dropout, random_windows
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 NUM_ATOMS = torch.tensor([3, 2, 4])

@@ -8,12 +8,7 @@ import torch
 from dosmatgen.model import CSPNetDenoiser, DenoiserConfig, DOSCondition
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _random_orthogonal(gen: torch.Generator, reflect: bool = False) -> torch.Tensor:

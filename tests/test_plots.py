@@ -35,6 +35,7 @@ def test_formula_highlights_the_conditioned_element():
     assert formula_with_highlight(None, 0) == "(no structure)"
 
 
+@pytest.mark.slow
 def test_site_dos_comparison(tmp_path):
     samples = [
         SiteDOSSample(_dos(), _dos(0.3), SRTIO3, SRTIO3, 1, "t_start 200"),
@@ -46,6 +47,7 @@ def test_site_dos_comparison(tmp_path):
         plot_site_dos_comparison([], tmp_path / "none")
 
 
+@pytest.mark.slow
 def test_formation_energy_histograms(tmp_path):
     rng = np.random.default_rng(0)
     panels = {
@@ -56,6 +58,7 @@ def test_formation_energy_histograms(tmp_path):
     _check(plot_formation_energy_histograms({"empty": {"generated": []}}, tmp_path / "ef_empty"))
 
 
+@pytest.mark.slow
 def test_training_curves_from_jsonl(tmp_path):
     log = tmp_path / "metrics.jsonl"
     rows = [{"epoch": i, "train_loss": 1.0 / i, "val_loss": 1.2 / i, "lr": 1e-3, "train_structures_per_s": 50.0} for i in range(1, 11)]

@@ -150,6 +150,7 @@ def test_corrupt_pack_is_reported_by_name(tmp_path, reference):
     assert "dataset-broken.npz" in str(info.value)
 
 
+@pytest.mark.slow
 def test_cli_pack_excludes_known_and_refuses_to_overwrite(tmp_path, reference):
     recs = list(reference.values())[:4]
     src = _engine_folder(tmp_path / "grow", recs, workers=2)

@@ -37,6 +37,7 @@ def test_generalized_forces_match_ase_frechet_cell_filter():
     np.testing.assert_allclose(g, filt.get_forces(), atol=1e-10)
 
 
+@pytest.mark.slow
 def test_batched_emt_matches_ase_fire_step_for_step():
     from ase.calculators.emt import EMT
 
@@ -53,6 +54,7 @@ def test_batched_emt_matches_ase_fire_step_for_step():
         assert b.energy_relaxed < b.energy_initial
 
 
+@pytest.mark.slow
 def test_one_mlff_call_per_step_for_the_whole_batch_with_inflight_replacement():
     zs = list(range(20, 30))  # one element per structure identifies it in the call log
     crystals = [lj_cluster_cell(z, seed=z) for z in zs]
@@ -79,6 +81,7 @@ def test_one_mlff_call_per_step_for_the_whole_batch_with_inflight_replacement():
         assert sum(z in c for c in counter.calls) == r.steps + 1
 
 
+@pytest.mark.slow
 def test_nan_for_one_structure_is_flagged_and_the_rest_converge():
     crystals = [lj_cluster_cell(z, seed=z) for z in (20, 21, 22, 23)]
     poisoned = PoisonedMLFF(nan_z=22)
@@ -88,6 +91,7 @@ def test_nan_for_one_structure_is_flagged_and_the_rest_converge():
     assert all(results[i].converged for i in (0, 1, 3))
 
 
+@pytest.mark.slow
 def test_exception_for_one_structure_is_isolated_by_bisection():
     crystals = [lj_cluster_cell(z, seed=z) for z in (20, 21, 22, 23, 24)]
     poisoned = PoisonedMLFF(raise_z=21)

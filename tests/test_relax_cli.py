@@ -47,6 +47,7 @@ def test_relax_cli_errors_are_one_line_exit_2(tmp_path, capsys):
     assert "unknown MLFF" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_relax_cli_takes_a_run_store(tmp_path, capsys):
     """A screening run as input: its sampled candidates are relaxed under ids <target>/<row>; the run is only read."""
     from screen_helpers import small_store

@@ -115,6 +115,7 @@ relax:
         load_screen_config(cfg)
 
 
+@pytest.mark.slow
 def test_relax_shard_stores_the_energy_above_hull_and_applies_per_target_filters(tmp_path, relaxer_with_phases):
     """Run store column relax/energy_above_hull; with no competing phase in a candidate's chemical space the hull
     is the elements' alone, so E_hull = max(E_f, 0)."""

@@ -139,6 +139,7 @@ def test_element_without_reference_gives_nan_for_its_structures_only(tmp_path, m
     assert np.isfinite(cu1)
 
 
+@pytest.mark.slow
 def test_the_reference_set_covers_the_whole_vocabulary_including_heavy_elements(tmp_path):
     """Every element of the model's vocabulary (H..Fm) has reference structures; the heavy ones (Po..Fm) use ASE's
     simple reference state or the prototype search, and a force field that supports them gives finite energies."""

@@ -97,6 +97,7 @@ def test_orb_without_weights_says_how_to_supply_them(tmp_path):
         get_mlff("orb", weights_path=tmp_path / "missing.ckpt")
 
 
+@pytest.mark.slow
 @pytest.mark.mlff
 def test_orb_random_weight_architecture_runs_batched_offline():
     from orb_models.forcefield import pretrained
@@ -117,6 +118,7 @@ def test_orb_random_weight_architecture_runs_batched_offline():
     assert 118 in mlff.supported_elements
 
 
+@pytest.mark.slow
 @pytest.mark.mlff
 def test_orb_v2_loads_a_local_checkpoint_file(tmp_path):
     """The paper's force field from a LOCAL weights file (as on a cluster without downloads): an orb-v2 state dict

@@ -12,7 +12,7 @@ from dosmatgen.crystal import Crystal  # noqa: E402
 from dosmatgen.errors import CheckpointError  # noqa: E402
 from dosmatgen.relax.mlff import available_mlffs, get_mlff  # noqa: E402
 
-pytestmark = pytest.mark.mlff
+pytestmark = [pytest.mark.mlff, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

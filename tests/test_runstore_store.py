@@ -72,6 +72,7 @@ def test_missing_corrupt_and_mismatched_stores(tmp_path):
         TargetPlan("bad/id", np.array([2]))
 
 
+@pytest.mark.slow
 def test_concurrent_writers_on_different_shards_lose_nothing(tmp_path):
     small_store(tmp_path, n=12 * 4, shard_size=4)
     ctx = mp.get_context("spawn")

@@ -87,6 +87,47 @@ def test_every_mode_runs_from_the_cli(trained, tmp_path, mode):
         assert traj["batch0_steps"].tolist() == list(range(T, -1, -1))
 
 
+def test_classifier_guidance_moves_toward_the_target(trained, monkeypatch):
+    """The mode runs above are smoke tests: they would pass with the guidance sign flipped. Here one guided step
+    from a fixed noisy state must lower the regressor's distance to the target, and the same step with the
+    gradient's sign flipped (monkeypatched) must raise it, so a flipped sign fails this test."""
+    import torch
+
+    from dosmatgen.diffusion.process import JointDiffusion
+    from dosmatgen.regressor.checkpoint import load_regressor
+    from dosmatgen.sampling import ClassifierGuidance, site_condition
+    from dosmatgen.sampling import guidance
+
+    reg = load_regressor(trained / "reg" / "best.pt")
+    model, diffusion = reg.build_model(), JointDiffusion(reg.diffusion_config)
+    gen = torch.Generator().manual_seed(0)
+    num_atoms = torch.tensor([3, 4, 5, 4])
+    state = diffusion.prior_sample(num_atoms, gen)
+    cond = site_condition(torch.randn(400, generator=gen), num_atoms, None)
+    t = torch.full((4,), T // 2, dtype=torch.long)
+    scales = diffusion.predictor_scales(t, 4)
+    step = ClassifierGuidance(model, strength=0.05)
+
+    def distance(s):
+        with torch.no_grad():
+            return float(guidance.regressor_distance(model, s, t, cond).sum())
+
+    def distance_after_step():
+        return distance(step.adjust(state, state, t, scales, cond))
+
+    before = distance(state)
+    descended = distance_after_step()
+    gradients = guidance.regressor_gradients
+
+    def flipped(*args):
+        g = gradients(*args)
+        return g.replace(atom_types=-g.atom_types, frac_coords=-g.frac_coords, lattice=-g.lattice)
+
+    monkeypatch.setattr(guidance, "regressor_gradients", flipped)
+    ascended = distance_after_step()
+    assert descended < before < ascended, (descended, before, ascended)
+
+
 def test_same_seed_same_files(trained, tmp_path):
     for name in ("a", "b"):
         assert _sample(trained, tmp_path / name, "--target", "target-Au3Ni", "--seed", "3") == 0

@@ -33,7 +33,8 @@ def test_diffusion_sampler_fills_a_shard_reproducibly(tmp_path, tiny_checkpoint)
     a = sampler(target, np.array([2, 3, 2]), seed=5)
     b = sampler(target, np.array([2, 3, 2]), seed=5)
     c = sampler(TargetContext("t0", None), np.array([2, 3, 2]), seed=5)  # unconditioned
-    assert len(a) == 3 and [x.num_atoms for x in a if x is not None] == [n for x, n in zip(a, [2, 3, 2]) if x is not None]
+    assert len(a) == 3 and any(x is not None for x in a)  # the checks below would pass on all-None shards
+    assert [x.num_atoms for x in a if x is not None] == [n for x, n in zip(a, [2, 3, 2]) if x is not None]
     assert all((x is None and y is None) or x.equals(y) for x, y in zip(a, b))
     assert len(c) == 3
     store = small_store(tmp_path, n=4, shard_size=4)

@@ -23,6 +23,7 @@ def _helpers_on_path(monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")])))
 
 
+@pytest.mark.slow
 def test_interrupt_between_stages_then_resume(tmp_path):
     fail_dir = tmp_path / "fail"
     fail_dir.mkdir()
@@ -126,6 +127,7 @@ def test_cli_reports_bad_config_in_one_line_without_importing_ray(tmp_path):
     assert out.stdout.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_summary_draws_target_surrogate_dft_per_checked_candidate(tmp_path):
     """With the ranking surrogate at hand the summary adds the paper's Fig. 8 for every DFT-checked candidate."""
     from dosmatgen.dos.grid import SITE_GRID

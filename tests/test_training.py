@@ -29,12 +29,7 @@ from synthetic_crystals import synthetic_crystals
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _tiny_run(**training) -> RunConfig:
@@ -47,6 +42,7 @@ def _tiny_run(**training) -> RunConfig:
     )
 
 
+@pytest.mark.slow
 def test_tiny_model_overfits_eight_structures():
     """Loss (at fixed evaluation t and noise, averaged over 32 draws) falls at least tenfold."""
     torch.manual_seed(0)

@@ -15,12 +15,7 @@ from dosmatgen.diffusion.wrapped_normal import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("sigma", [0.005, 0.05, 0.2, 0.5, 1.0])
