@@ -77,7 +77,7 @@ def fake_trainer(monkeypatch):
     monkeypatch.setattr(ray.train.torch, "TorchTrainer", _FakeTrainer)
     import dosmatgen_cluster.ray_sampling
 
-    monkeypatch.setattr(cluster.ray_sampling, "connect", lambda address=None: None)
+    monkeypatch.setattr(dosmatgen_cluster.ray_sampling, "connect", lambda address=None: None)
     return _FakeTrainer.made
 
 
