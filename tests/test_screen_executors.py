@@ -32,9 +32,10 @@ BLOCKER = textwrap.dedent(f"""
 """)
 
 
-def _run_blocked(code: str, tmp_path) -> subprocess.CompletedProcess:
+def _run_blocked(code: str, tmp_path, blocked: tuple[str, ...] = BLOCKED) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")]))}
-    return subprocess.run([sys.executable, "-c", BLOCKER + textwrap.dedent(code)], capture_output=True, text=True,
+    blocker = BLOCKER.replace(repr(BLOCKED), repr(blocked))
+    return subprocess.run([sys.executable, "-c", blocker + textwrap.dedent(code)], capture_output=True, text=True,
                           timeout=600, env=env, cwd=tmp_path)
 
 
@@ -50,14 +51,22 @@ def test_inline_screen_runs_without_ray_dask_submitit_or_the_orchestration_packa
     assert (tmp_path / "run" / "summary" / "summary.json").is_file()
 
 
-def test_a_cluster_backend_without_the_cluster_extra_fails_at_check_naming_the_backend(tmp_path):
-    cfg = write_config(tmp_path / "c.yaml", tmp_path / "run", sample={"backend": "ray"})
+@pytest.mark.parametrize("backend, blocked", [
+    ({"sample": {"backend": "ray"}}, BLOCKED),  # nothing of the orchestration layer importable
+    ({"sample": {"backend": "ray"}}, ("ray",)),  # the wheel's dosmatgen_cluster is there, Ray is not
+    ({"relax": {"backend": "dask"}}, ("dask", "distributed")),
+    ({"dft": {"backend": "submitit"}}, ("submitit",)),
+])
+def test_a_cluster_backend_without_the_cluster_extra_fails_at_check_naming_the_backend(tmp_path, backend, blocked):
+    cfg = write_config(tmp_path / "c.yaml", tmp_path / "run", **backend)
     proc = _run_blocked(f"""
         from dosmatgen.cli.main import main
         sys.exit(main(["screen", {str(cfg)!r}, "--check"]))
-    """, tmp_path)
-    assert proc.returncode == 2
-    assert "the 'ray' screen-executor needs the cluster extra" in proc.stderr
+    """, tmp_path, blocked)
+    name = next(iter(backend.values()))["backend"]
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"dosmatgen screen: error: the {name!r} screen-executor needs the cluster extra" in proc.stderr
+    assert proc.stderr.count("\n") == 1  # one line, no traceback
     assert not (tmp_path / "run").exists()  # nothing written
 
 

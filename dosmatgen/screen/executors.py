@@ -120,5 +120,11 @@ plugins.register(plugins.SCREEN_EXECUTOR, "inline", InlineExecutor)
 
 
 def make_executor(backend: str, options: Mapping[str, Any] | None = None) -> ScreenExecutor:
-    """The executor registered as ``backend``, built with the stage's backend options."""
-    return plugins.lookup(plugins.SCREEN_EXECUTOR, backend)(dict(options or {}))
+    """The executor registered as ``backend``, built with the stage's backend options (building one imports its
+    framework and starts nothing: PluginUnavailable when the framework is not installed)."""
+    factory = plugins.lookup(plugins.SCREEN_EXECUTOR, backend)
+    try:
+        return factory(dict(options or {}))
+    except ImportError as exc:
+        raise plugins.PluginUnavailable(f"the {backend!r} {plugins.SCREEN_EXECUTOR} needs the cluster extra "
+                                        f"(pip install 'dosmatgen[cluster]'): {exc}") from None
