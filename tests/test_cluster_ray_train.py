@@ -28,6 +28,37 @@ def ray_cluster():
         ray.shutdown()
 
 
+class _CrashOnce(list):
+    """Crystals whose first read after Ray Train registered a checkpoint kills the worker process (once)."""
+
+    marker: str = ""
+    run_dir: str = ""
+
+    def __getitem__(self, i):
+        import glob
+        import time
+
+        if not os.path.exists(self.marker) and glob.glob(os.path.join(self.run_dir, "checkpoint_*", "train_state.pt")):
+            # the checkpoint counts once Ray's controller has registered it (its snapshot names it), not when written
+            snapshot = os.path.join(self.run_dir, "checkpoint_manager_snapshot.json")
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not os.path.exists(self.marker):
+                if os.path.exists(snapshot) and "checkpoint_dir_name" in open(snapshot).read():
+                    open(self.marker, "w").close()
+                    os._exit(1)
+                time.sleep(0.2)
+        return list.__getitem__(self, i)
+
+
+def crash_once_training_set(n: int, marker: str, run_dir: str):
+    """``synthetic_training_set`` that loses its worker once, in the epoch after the first checkpoint."""
+    from screen_helpers import synthetic_training_set
+
+    items = _CrashOnce(synthetic_training_set(n=n)[0])
+    items.marker, items.run_dir = marker, run_dir
+    return items, None
+
+
 def _rank_logs(d):
     return {r: [json.loads(x) for x in (d / f"rank{r}.jsonl").read_text().splitlines()] for r in (0, 1)}
 
@@ -83,6 +114,18 @@ def test_gloo_ddp_two_workers_then_resume(tmp_path):
     assert all(torch.equal(x["noise"], y["noise"]) for x, y in zip(sa.rng, sb.rng))
     assert not torch.equal(sa.rng[0]["noise"], sa.rng[1]["noise"])  # each rank draws its own noise
     assert _rank_logs(tmp_path / "m3")[0][-1]["param_digest"] == logs2[0][-1]["param_digest"]
+
+    # a worker lost in epoch 2: Ray Train restarts the workers (max_failures), they continue from the checkpoint of
+    # epoch 1 and end where the uninterrupted run ended
+    marker = tmp_path / "crashed"
+    lossy = {**common, "dataset_loader": "test_cluster_ray_train:crash_once_training_set",
+             "dataset_options": {"n": 16, "marker": str(marker), "run_dir": str(tmp_path / "storage" / "lossy")}}
+    restarted = run_distributed_training(cfg, epochs=2, metrics_dir=str(tmp_path / "m4"), name="lossy",
+                                         out_dir=str(tmp_path / "restarted"), max_failures=1, **lossy)
+    assert marker.exists() and restarted.error is None
+    assert [m["epoch"] for m in _rank_logs(tmp_path / "m4")[0]] == [1, 2]  # epoch 1 not trained again
+    c = load_checkpoint(tmp_path / "restarted" / CHECKPOINT_FILE)
+    assert c.epoch == 2 and all(torch.equal(c.model_state[k], a.model_state[k]) for k in a.model_state)
 
 
 def test_ddp_two_workers_matches_the_single_process_trainer(tmp_path):
