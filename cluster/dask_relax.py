@@ -63,48 +63,134 @@ class RelaxReport:
     seconds: float
 
 
+def _scheduler_address(options: dict[str, Any]) -> str:
+    if options.get("cluster") == "scheduler_file":
+        path = Path(options["scheduler_file"])
+        try:
+            return str(json.loads(path.read_text())["address"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise RuntimeError(f"cannot read the Dask scheduler address from {path}: {exc}") from exc
+    return str(options["scheduler_address"])
+
+
+def _remote_security(options: dict[str, Any]):
+    """The client's Security for a scheduler started elsewhere: TLS with the run's credentials (``tls_dir``,
+    default ``<scheduler file folder>/tls``). A scheduler that does not speak TLS is refused unless the config
+    says ``insecure: true``."""
+    from cluster import tls
+
+    address = _scheduler_address(options)
+    if not address.startswith("tls://"):
+        if options.get("insecure"):
+            log.warning("connecting to the Dask scheduler %s WITHOUT TLS (relax.dask.insecure: true)", address)
+            return None
+        raise RuntimeError(f"the Dask scheduler {address} does not use TLS: start it with `--protocol tls` and the run's "
+                           "credentials (slurm/screen.sh does), or set relax.dask.insecure: true for a trusted network")
+    folder = options.get("tls_dir")
+    if not folder:
+        if options.get("cluster") != "scheduler_file":
+            raise RuntimeError("relax.dask.tls_dir is required to connect to a tls:// scheduler address")
+        folder = Path(options["scheduler_file"]).parent / "tls"
+    return tls.security(folder)
+
+
+def _local_security(options: dict[str, Any]):
+    """Security for an in-process LocalCluster: the run's credentials in ``tls_dir`` if given, else a temporary
+    certificate held in memory only (per run, never written to disk)."""
+    from distributed.security import Security
+
+    from cluster import tls
+
+    if options.get("insecure"):
+        return None
+    if options.get("tls_dir"):
+        return tls.security(options["tls_dir"])
+    return Security.temporary()
+
+
+def _shared_security(options: dict[str, Any], kind: str):
+    """Security for processes on several nodes started here (SLURMRunner ranks, SLURMCluster jobs): the run's
+    credential files in ``tls_dir`` (on a shared file system), which every process reads."""
+    from cluster import tls
+
+    if options.get("insecure"):
+        return None
+    if not options.get("tls_dir"):
+        raise RuntimeError(f"relax.dask.cluster {kind} needs tls_dir (credentials on a shared file system, created "
+                           "with `python -m cluster.tls DIR`) or insecure: true")
+    return tls.security(options["tls_dir"])
+
+
+def wait_for_workers(client: Any, n: int, timeout_s: float) -> int:
+    """Block until ``n`` Dask workers have joined; TimeoutError naming the expected and found counts."""
+    from dask.distributed import TimeoutError as DaskTimeout
+
+    try:
+        client.wait_for_workers(int(n), timeout=float(timeout_s))
+    except (TimeoutError, DaskTimeout) as exc:
+        found = len(client.scheduler_info(n_workers=-1).get("workers", {})) if client.status == "running" else 0
+        raise TimeoutError(f"expected {n} Dask workers, found {found} after {timeout_s:.0f} s: are all nodes' "
+                           "`dask worker` steps running (see the job's dask-workers.log)?") from exc
+    return len(client.scheduler_info(n_workers=-1).get("workers", {}))
+
+
 @contextlib.contextmanager
 def dask_client(options: dict[str, Any]) -> Iterator[Any]:
-    """A ``distributed.Client`` for the cluster described by ``options`` (see the module docstring)."""
+    """A ``distributed.Client`` for the cluster described by ``options`` (see the module docstring).
+
+    Every connection is TLS (mutual, per-run certificates, :mod:`cluster.tls`) unless ``insecure: true``.
+    ``min_workers``: wait (``wait_timeout_s``) until that many workers have joined.
+    """
     from distributed import Client, LocalCluster
 
     kind = options.get("cluster", "local")
     for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.core", "distributed.worker"):
         logging.getLogger(name).setLevel(options.get("log_level", "WARNING"))
+    wait_s = float(options.get("wait_timeout_s", 600))
     if kind == "local":
+        sec = _local_security(options)
         with LocalCluster(
             n_workers=int(options.get("n_workers", 2)),
             threads_per_worker=int(options.get("threads_per_worker", 1)),
             processes=True,
             dashboard_address=options.get("dashboard_address", "127.0.0.1:0"),
             host="127.0.0.1",
-        ) as cluster, Client(cluster) as client:
+            protocol="tls://" if sec is not None else "tcp://",
+            security=sec,
+        ) as cluster, Client(cluster, security=sec) as client:
             yield client
-    elif kind == "address":
-        with Client(options["scheduler_address"]) as client:
-            yield client
-    elif kind == "scheduler_file":
-        # a scheduler and workers started by the batch script (slurm/screen.sh) with `srun --overlap`
-        with Client(scheduler_file=options["scheduler_file"], timeout=options.get("connect_timeout", "300s")) as client:
+    elif kind in ("address", "scheduler_file"):
+        # scheduler_file: a scheduler and workers started by the batch script (slurm/screen.sh) with `srun --overlap`
+        sec = _remote_security(options)
+        target = {"scheduler_file": options["scheduler_file"]} if kind == "scheduler_file" else {"address": options["scheduler_address"]}
+        with Client(**target, security=sec, timeout=options.get("connect_timeout", "300s")) as client:
             if options.get("min_workers"):
-                client.wait_for_workers(int(options["min_workers"]), timeout=float(options.get("wait_timeout_s", 600)))
+                wait_for_workers(client, int(options["min_workers"]), wait_s)
             yield client
     elif kind == "slurm_runner":
         from dask_jobqueue.slurm import SLURMRunner
 
         scheduler_file = options.get("scheduler_file", "scheduler-{job_id}.json")
-        with SLURMRunner(scheduler_file=scheduler_file) as runner, Client(runner) as client:
-            client.wait_for_workers(runner.n_workers)
+        sec = _shared_security(options, kind)
+        sched_opts = {} if sec is None else {"security": sec, "protocol": "tls"}
+        worker_opts = {} if sec is None else {"security": sec}
+        with SLURMRunner(scheduler_file=scheduler_file, scheduler_options=sched_opts, worker_options=worker_opts) as runner, \
+                Client(runner, security=sec) as client:
+            wait_for_workers(client, runner.n_workers, wait_s)
             yield client
     elif kind == "slurm_cluster":
         from dask_jobqueue import SLURMCluster
 
-        ours = ("cluster", "jobs", "log_level", "min_workers", "wait_timeout_s")
+        ours = ("cluster", "jobs", "log_level", "min_workers", "wait_timeout_s", "tls_dir", "insecure")
         kwargs = {k: v for k, v in options.items() if k not in ours}
+        sec = _shared_security(options, kind)
+        if sec is not None:
+            kwargs["security"] = sec
+            kwargs.setdefault("protocol", "tls")
         with SLURMCluster(**kwargs) as cluster, Client(cluster) as client:
             cluster.scale(jobs=int(options.get("jobs", 1)))
             if options.get("min_workers"):
-                client.wait_for_workers(int(options["min_workers"]), timeout=float(options.get("wait_timeout_s", 600)))
+                wait_for_workers(client, int(options["min_workers"]), wait_s)
             yield client
     else:
         raise ValueError(f"relax.dask.cluster must be local, address, scheduler_file, slurm_runner or slurm_cluster, got {kind!r}")

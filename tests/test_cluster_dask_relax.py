@@ -10,7 +10,9 @@ import pytest
 from screen_helpers import small_store
 
 pytest.importorskip("distributed")
+from cluster import tls  # noqa: E402
 from cluster.dask_relax import dask_client, run_relax  # noqa: E402
+from dask_process_helpers import DaskProcesses  # noqa: E402
 from dosmatgen.runstore import Flag  # noqa: E402
 from dosmatgen.screen.baseline import load_random_sampler  # noqa: E402
 from dosmatgen.screen.stages import FilterConfig, sample_shard  # noqa: E402
@@ -53,50 +55,76 @@ def test_local_cluster_relaxes_every_shard_once(tmp_path, monkeypatch):
     assert all(r.num_atoms == s.num_atoms and (r.atomic_numbers == s.atomic_numbers).all() for r, s in zip(relaxed, sampled))
 
 
-def test_scheduler_file_cluster_as_started_by_the_batch_script(tmp_path):
-    """The Slurm path of the relax stage: a scheduler and workers started as separate processes with
-    ``dask scheduler/worker --scheduler-file`` (what slurm/screen.sh runs with srun --overlap), joined by the
-    driver through the scheduler file."""
-    import os
-    import shutil
-    import signal
-    import subprocess
-    import sys
-    import time
+def _sampled_store(root, n, shard_size=3):
+    store = small_store(root, n=n, shard_size=shard_size)
+    sampler = load_random_sampler(["Al", "Cu", "Ni"], 14.0, 1.5)
+    for s in range(n // shard_size):
+        sample_shard(store, "t0", s, sampler)
+    return store
 
-    dask_cli = shutil.which("dask", path=os.path.dirname(sys.executable)) or shutil.which("dask")
-    assert dask_cli, "the dask command (distributed) is not installed"
-    sched_file = tmp_path / "scheduler.json"
-    procs = [subprocess.Popen([dask_cli, "scheduler", "--scheduler-file", str(sched_file), "--host", "127.0.0.1",
-                               "--dashboard-address", "127.0.0.1:0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)]
+
+def test_scheduler_file_cluster_as_started_by_the_batch_script(tmp_path):
+    """The Slurm path of the relax stage: a TLS scheduler and workers started as separate processes with
+    ``dask scheduler/worker --scheduler-file`` and the run's credentials (what slurm/screen.sh runs with
+    srun --overlap), joined by the driver through the scheduler file."""
+    import os
+
+    creds = tls.make_credentials(tmp_path / "tls")
+    procs = DaskProcesses(tmp_path, creds.folder)
     try:
-        deadline = time.time() + 60
-        while not (sched_file.exists() and sched_file.stat().st_size) and time.time() < deadline:
-            time.sleep(0.2)
-        assert sched_file.exists(), "the scheduler did not write its file"
-        procs.append(subprocess.Popen([dask_cli, "worker", "--scheduler-file", str(sched_file), "--nworkers", "2",
-                                       "--nthreads", "1", "--local-directory", str(tmp_path / "w"), "--host", "127.0.0.1"],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
-        store = small_store(tmp_path / "run", n=6, shard_size=3)
-        sampler = load_random_sampler(["Al", "Cu", "Ni"], 14.0, 1.5)
-        for s in range(2):
-            sample_shard(store, "t0", s, sampler)
+        assert procs.start_scheduler().startswith("tls://")
+        procs.start_worker("n0", nworkers=2)
+        store = _sampled_store(tmp_path / "run", 6)
         filters = FilterConfig(require_converged=False, min_distance=1.0)
-        opts = {"cluster": "scheduler_file", "scheduler_file": str(sched_file), "min_workers": 2, "wait_timeout_s": 120}
-        with dask_client(opts) as client:
+        opts = {"cluster": "scheduler_file", "scheduler_file": str(procs.scheduler_file), "min_workers": 2, "wait_timeout_s": 120}
+        with dask_client(opts) as client:  # tls_dir defaults to <scheduler file folder>/tls
             rep = run_relax(client, store.root, [("t0", 0), ("t0", 1)], "dosmatgen.screen.baseline:load_emt_relaxer",
                             {"fmax": 0.2, "steps": 5}, filters, timeout_s=300, progress=False)
         assert (rep.shards, rep.relaxed) == (2, 6) and store.target("t0").pending("relax") == []
         assert os.getpid() not in rep.worker_pids  # relaxed in the worker processes, not in the driver
     finally:
-        for p in procs:
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
+        procs.stop()
+
+
+def test_credentials_are_private_files(tmp_path):
+    creds = tls.make_credentials(tmp_path / "run" / "tls")
+    assert creds.folder.stat().st_mode & 0o777 == 0o700
+    for f in (creds.ca, creds.cert, creds.key):
+        assert f.stat().st_mode & 0o777 == 0o600, f
+    with pytest.raises(FileExistsError, match="already exist"):
+        tls.make_credentials(creds.folder)
+    creds.key.chmod(0o644)
+    with pytest.raises(PermissionError, match="key.pem"):
+        tls.security(creds.folder)
+
+
+def test_tls_scheduler_refuses_clients_without_the_run_certificate(tmp_path):
+    """A client with no certificate, or with another run's certificate, cannot talk to the scheduler."""
+    from distributed import Client
+
+    creds = tls.make_credentials(tmp_path / "tls")
+    other = tls.make_credentials(tmp_path / "other-run")
+    procs = DaskProcesses(tmp_path, creds.folder)
+    try:
+        address = procs.start_scheduler()
+        assert address.startswith("tls://")
+        with Client(address, security=tls.security(creds.folder), timeout="30s") as ok:
+            assert ok.scheduler_info()["address"] == address
+        with pytest.raises((OSError, TimeoutError)):
+            Client(address, security=tls.security(other.folder), timeout="5s")
+        with pytest.raises((OSError, TimeoutError, TypeError, ValueError)):
+            Client(address, timeout="5s")  # no credentials at all
+        plain = address.replace("tls://", "tcp://")
+        with pytest.raises((OSError, TimeoutError)):
+            Client(plain, timeout="5s")  # speaking plain TCP to the TLS port
+        with pytest.raises(RuntimeError, match="does not use TLS"):
+            with dask_client({"cluster": "address", "scheduler_address": plain}):
                 pass
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
+    finally:
+        procs.stop()
+
+
+def test_local_cluster_uses_tls_by_default():
+    with dask_client({"cluster": "local", "n_workers": 1}) as client:
+        assert client.scheduler.address.startswith("tls://")
+        assert all(w.startswith("tls://") for w in client.scheduler_info()["workers"])

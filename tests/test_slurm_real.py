@@ -111,11 +111,14 @@ def test_relax_stage_on_a_dask_jobqueue_slurm_cluster(tmp_path):
     from dosmatgen.screen.baseline import load_random_sampler
     from dosmatgen.screen.stages import FilterConfig, sample_shard
 
+    from cluster import tls
+
     store = small_store(tmp_path / "run", n=6, shard_size=3)
     sampler = load_random_sampler(["Al", "Cu", "Ni"], 14.0, 1.5)
     for s in range(2):
         sample_shard(store, "t0", s, sampler)
-    opts = {"cluster": "slurm_cluster", "queue": "debug", "cores": 1, "processes": 1, "memory": "1GB",
+    creds = tls.make_credentials(tmp_path / "tls")  # the worker jobs read the run's credentials (shared file system)
+    opts = {"cluster": "slurm_cluster", "tls_dir": str(creds.folder), "queue": "debug", "cores": 1, "processes": 1, "memory": "1GB",
             "walltime": "00:10:00", "interface": "lo", "python": sys.executable, "jobs": 1, "min_workers": 1,
             "wait_timeout_s": 300, "log_directory": str(tmp_path / "dask-logs"), "local_directory": str(tmp_path / "w")}
     with dask_client(opts) as client:
