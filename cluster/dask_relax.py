@@ -21,7 +21,7 @@ import contextlib
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -61,6 +61,7 @@ class RelaxReport:
     failed: int
     worker_pids: set[int]
     seconds: float
+    given_up: list[dict[str, Any]] = field(default_factory=list)  # shards that failed max_shard_attempts times
 
 
 def _scheduler_address(options: dict[str, Any]) -> str:
@@ -205,24 +206,49 @@ def run_relax(
     filters,
     *,
     timeout_s: float = 3600.0,
+    max_shard_attempts: int = 3,
     progress: bool = True,
 ) -> RelaxReport:
-    """Map :func:`relax_unit` over (target, shard) units on ``client``; raises the first task error."""
+    """Map :func:`relax_unit` over (target, shard) units on ``client``.
+
+    A shard whose task raises (an MLFF exception, CUDA out of memory, a worker lost more often than Dask's own
+    ``allowed-failures``) is resubmitted until it has failed ``max_shard_attempts`` times, then given up with its
+    reason recorded in the run store (:mod:`cluster.shard_retry`); the other shards go on. ``timeout_s`` bounds
+    the wait for the next shard to finish.
+    """
     from distributed import as_completed
     from tqdm import tqdm
 
+    from cluster.shard_retry import ShardRetries, short_reason
+    from dosmatgen.runstore import RunStore
+
     units = list(units)
     t0 = time.perf_counter()
-    futures = [
-        client.submit(relax_unit, str(store_root), tid, shard, loader, dict(options or {}), filters,
-                      key=f"relax-{tid}-{shard}-{time.time_ns()}", pure=False)
-        for tid, shard in units
-    ]
+    retries = ShardRetries(RunStore.open(store_root, mode="r+"), "relax", max_shard_attempts)
+
+    def submit(unit: tuple[str, int]):
+        tid, shard = unit
+        fut = client.submit(relax_unit, str(store_root), tid, shard, loader, dict(options or {}), filters,
+                            key=f"relax-{tid}-{shard}-{time.time_ns()}", pure=False)
+        owner[fut.key] = unit
+        return fut
+
+    owner: dict[str, tuple[str, int]] = {}
+    futures = [submit(u) for u in units]
     totals = {"relaxed": 0, "passed": 0, "failed": 0}
     counters = ProgressCounters()  # shown on the Ray dashboard when the driver is connected to Ray
     pids: set[int] = set()
     with tqdm(total=len(futures), desc="relax", unit="shard", disable=not progress) as bar:
-        for fut in as_completed(futures, timeout=timeout_s):
+        pending = as_completed(futures, timeout=timeout_s)
+        for fut in pending:
+            unit = owner.pop(fut.key)
+            if fut.status == "error":
+                exc = fut.exception(timeout=timeout_s)
+                if retries.failed(unit, short_reason(exc)):
+                    pending.add(submit(unit))
+                else:
+                    bar.update(1)
+                continue
             res = fut.result(timeout=timeout_s)
             for k in totals:
                 totals[k] += res[k]
@@ -230,4 +256,5 @@ def run_relax(
             counters.inc(FAILED, res["failed"], target=res["target"])
             pids.add(res["pid"])
             bar.update(1)
-    return RelaxReport(len(units), totals["relaxed"], totals["passed"], totals["failed"], pids, time.perf_counter() - t0)
+    return RelaxReport(len(units), totals["relaxed"], totals["passed"], totals["failed"], pids,
+                       time.perf_counter() - t0, retries.given_up)

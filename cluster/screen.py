@@ -35,7 +35,9 @@ def open_run(cfg: ScreenConfig, *, resume: bool) -> RunStore:
 
 
 def _units(store: RunStore, stage: str) -> list[tuple[str, int]]:
-    return [(t.id, s) for t in store.targets() for s in t.pending(stage)]
+    from dosmatgen.screen.stages import given_up_shards
+
+    return [(t.id, s) for t in store.targets() for s in t.pending(stage) if s not in given_up_shards(store, t.id)]
 
 
 def stage_sample(cfg: ScreenConfig, store: RunStore, progress: bool) -> dict[str, Any]:
@@ -55,8 +57,11 @@ def stage_sample(cfg: ScreenConfig, store: RunStore, progress: bool) -> dict[str
             num_actors=opts.get("num_actors"), use_gpu=opts.get("use_gpu"),
             threads_per_actor=int(opts.get("threads_per_actor", 1)),
             timeout_s=float(opts.get("timeout_s", 3600)), progress=progress,
+            max_shard_attempts=int(opts.get("max_shard_attempts", 3)), expected_nodes=opts.get("expected_nodes"),
+            expected_gpus=opts.get("expected_gpus"), ready_timeout_s=float(opts.get("ready_timeout_s", 600)),
         )
-        return {"shards": rep.shards, "candidates": rep.candidates, "actor_restarts": rep.actor_restarts, "seconds": rep.seconds}
+        return {"shards": rep.shards, "candidates": rep.candidates, "actor_restarts": rep.actor_restarts, "seconds": rep.seconds,
+                "given_up": rep.given_up}
     sampler = resolve_callable(cfg.sample.loader)(**cfg.sample.options, device=opts.get("device", "cpu"))
     n = 0
     for tid, shard in tqdm(units, desc="sample", unit="shard", disable=not progress):
@@ -76,10 +81,12 @@ def stage_relax(cfg: ScreenConfig, store: RunStore, progress: bool) -> dict[str,
 
         opts = dict(cfg.relax.backend_options)
         timeout = float(opts.pop("timeout_s", 3600))
+        attempts = int(opts.pop("max_shard_attempts", 3))
         with dask_client(opts) as client:
             rep = run_relax(client, store.root, units, cfg.relax.loader, cfg.relax.options, cfg.filters_by_target(),
-                            timeout_s=timeout, progress=progress)
-        return {"shards": rep.shards, "relaxed": rep.relaxed, "passed": rep.passed, "failed": rep.failed, "seconds": rep.seconds}
+                            timeout_s=timeout, max_shard_attempts=attempts, progress=progress)
+        return {"shards": rep.shards, "relaxed": rep.relaxed, "passed": rep.passed, "failed": rep.failed, "seconds": rep.seconds,
+                "given_up": rep.given_up}
     relaxer = resolve_callable(cfg.relax.loader)(**cfg.relax.options)
     totals = {"relaxed": 0, "passed": 0, "failed": 0}
     for tid, shard in tqdm(units, desc="relax", unit="shard", disable=not progress):

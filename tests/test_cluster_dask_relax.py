@@ -128,3 +128,56 @@ def test_local_cluster_uses_tls_by_default():
     with dask_client({"cluster": "local", "n_workers": 1}) as client:
         assert client.scheduler.address.startswith("tls://")
         assert all(w.startswith("tls://") for w in client.scheduler_info()["workers"])
+
+
+def test_failing_relax_shard_is_retried_then_given_up(tmp_path, monkeypatch):
+    """An MLFF exception costs the shard one attempt; a shard that keeps failing is given up with its reason and
+    the other shards are relaxed."""
+    import os
+
+    from fault_helpers import crystal_key
+    from screen_helpers import TESTS_DIR
+
+    monkeypatch.setenv("PYTHONPATH", str(TESTS_DIR) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    store = _sampled_store(tmp_path / "run", 12)
+    t = store.target("t0")
+    transient, poisoned = (crystal_key(t.read_crystals("sample", s)[0]) for s in (0, 2))
+    filters = FilterConfig(require_converged=False, min_distance=1.0)
+    with dask_client({"cluster": "local", "n_workers": 2}) as client:
+        rep = run_relax(client, store.root, [("t0", s) for s in range(4)], "fault_helpers:load_flaky_relaxer",
+                        {"fail": {transient: 1, poisoned: 99}, "counter_dir": str(tmp_path / "c")}, filters,
+                        timeout_s=300, max_shard_attempts=2, progress=False)
+    assert t.pending("relax") == [2] and rep.relaxed == 9
+    assert [(g["unit"], g["attempts"]) for g in rep.given_up] == [(2, 2)]
+    (f,) = store.manifest.failures("relax", "t0")
+    assert f["unit"] == 2 and f["given_up"] is True and "injected failure 2 of 99" in f["error"]
+
+
+def test_screen_with_a_given_up_shard_finishes_and_reports_it(tmp_path, monkeypatch):
+    import json
+    import os
+
+    from fault_helpers import crystal_key
+    from screen_helpers import TESTS_DIR, write_config
+
+    from cluster.screen import run_screen
+
+    monkeypatch.setenv("PYTHONPATH", str(TESTS_DIR) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    run = tmp_path / "run"
+    cfg = write_config(tmp_path / "c.yaml", run)
+    run_screen(cfg, progress=False, stop_after="sample")
+    from dosmatgen.runstore import RunStore
+
+    first = RunStore.open(run, mode="r").target("a").read_crystals("sample", 1)[0]
+    relax = {"backend": "dask", "loader": "fault_helpers:load_flaky_relaxer",
+             "options": {"fail": {crystal_key(first): 99}, "counter_dir": str(tmp_path / "c")},
+             "filter": {"require_converged": False, "min_distance": 1.0},
+             "dask": {"cluster": "local", "n_workers": 1, "max_shard_attempts": 2}}
+    cfg = write_config(tmp_path / "c.yaml", run, relax=relax)
+    out = run_screen(cfg, resume=True, progress=False)
+    assert [(g["unit"], g["attempts"]) for g in out["stages"]["relax"]["given_up"]] == [(1, 2)]
+    summary = json.loads((run / "summary" / "summary.json").read_text())
+    (failed,) = summary["failed_shards"]
+    assert (failed["target"], failed["shard"], failed["stage"], failed["attempts"]) == ("a", 1, "relax", 2)
+    assert "injected failure 2 of 99" in failed["error"]
+    assert summary["counts"]["a"]["selected"] == 2 and summary["counts"]["a"]["dft_done"] == 2

@@ -53,6 +53,14 @@ def stage_counts(store: RunStore) -> dict[str, dict[str, int]]:
     return out
 
 
+def failed_shards(store: RunStore) -> list[dict[str, Any]]:
+    """Shards given up after their retries, with the stage, the attempts and the last error."""
+    from dosmatgen.screen.stages import given_up_shards
+
+    return [{"target": t.id, "shard": shard, "stage": f["stage"], "attempts": int(f.get("attempts", 0)), "error": f["error"]}
+            for t in store.targets() for shard, f in sorted(given_up_shards(store, t.id).items())]
+
+
 def flag_reasons(store: RunStore) -> dict[str, dict[str, int]]:
     out = {}
     for t in store.targets():
@@ -176,7 +184,8 @@ def write_summary(store: RunStore, out_dir: str | Path | None = None,
 
     out = Path(out_dir or store.root / "summary")
     out.mkdir(parents=True, exist_ok=True)
-    summary = {"run": str(store.root), "counts": stage_counts(store), "filter_reasons": flag_reasons(store)}
+    summary = {"run": str(store.root), "counts": stage_counts(store), "filter_reasons": flag_reasons(store),
+               "failed_shards": failed_shards(store)}
     table = ranked_rows(store)
     with open(out / "ranked.csv", "w", newline="") as fh:
         if table:
