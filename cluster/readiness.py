@@ -62,3 +62,36 @@ def wait_for_ray(expected_nodes: int | None = None, expected_gpus: int | None = 
             raise TimeoutError(f"Ray cluster not ready after {timeout_s:.0f} s: expected {want}, found {cap}. "
                                "Check the Ray worker steps' log (ray-workers.log) for nodes that failed to join.")
         time.sleep(poll_s)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m cluster.readiness --nodes N --gpus G [--timeout S]``: join the Ray cluster at RAY_ADDRESS and
+    wait until N nodes and G GPUs are alive (exit 1 with the expected and found counts otherwise)."""
+    import argparse
+    import os
+    import sys
+
+    import ray
+
+    p = argparse.ArgumentParser(prog="python -m cluster.readiness")
+    p.add_argument("--nodes", default=None)
+    p.add_argument("--gpus", default=None)
+    p.add_argument("--timeout", type=float, default=600.0)
+    p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"))
+    args = p.parse_args(argv)
+    if not args.address:
+        p.error("no Ray address: pass --address or set RAY_ADDRESS")
+    ray.init(address=args.address, log_to_driver=False)
+    try:
+        cap = wait_for_ray(expected_count(args.nodes, "--nodes"), expected_count(args.gpus, "--gpus"), timeout_s=args.timeout)
+    except TimeoutError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        ray.shutdown()
+    print(f"Ray cluster ready: {cap}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
