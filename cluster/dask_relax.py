@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from cluster.progress_metrics import FAILED, RELAXED, ProgressCounters
+from cluster.readiness import expected_count
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ def dask_client(options: dict[str, Any]) -> Iterator[Any]:
         target = {"scheduler_file": options["scheduler_file"]} if kind == "scheduler_file" else {"address": options["scheduler_address"]}
         with Client(**target, security=sec, timeout=options.get("connect_timeout", "300s")) as client:
             if options.get("min_workers"):
-                wait_for_workers(client, int(options["min_workers"]), wait_s)
+                wait_for_workers(client, expected_count(options["min_workers"], "relax.dask.min_workers"), wait_s)
             yield client
     elif kind == "slurm_runner":
         from dask_jobqueue.slurm import SLURMRunner
@@ -191,7 +192,7 @@ def dask_client(options: dict[str, Any]) -> Iterator[Any]:
         with SLURMCluster(**kwargs) as cluster, Client(cluster) as client:
             cluster.scale(jobs=int(options.get("jobs", 1)))
             if options.get("min_workers"):
-                wait_for_workers(client, int(options["min_workers"]), wait_s)
+                wait_for_workers(client, expected_count(options["min_workers"], "relax.dask.min_workers"), wait_s)
             yield client
     else:
         raise ValueError(f"relax.dask.cluster must be local, address, scheduler_file, slurm_runner or slurm_cluster, got {kind!r}")

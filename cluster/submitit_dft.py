@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import submitit
+import submitit.helpers
 
 from jobs.dft_job import DFTJob
 
@@ -152,9 +153,12 @@ def submit(store, units: list[tuple[str, int]], loader: str, options: dict[str, 
            executor_options: dict[str, Any]) -> tuple[submitit.Executor, list[submitit.Job]]:
     """Submit one job array over ``units``; the job ids are appended to ``<run>/dft_submissions.json``."""
     folder = Path(executor_options.get("folder") or store.root / "submitit")
-    executor = make_executor(folder, executor_options)
     job = DFTJob(str(store.root), loader, options, str(store.root / "dft_work"), executor_options.get("srun_args"))
-    jobs = executor.map_array(job, [u[0] for u in units], [u[1] for u in units]) if units else []
+    # the driver runs inside the GPU job: without clean_env, sbatch would hand the DFT jobs that job's SLURM_* and
+    # SRUN_* variables (its CPU/GPU counts, node list, step ids), and the DFT job's own srun would obey them
+    with submitit.helpers.clean_env():
+        executor = make_executor(folder, executor_options)
+        jobs = executor.map_array(job, [u[0] for u in units], [u[1] for u in units]) if units else []
     record_path = store.root / SUBMISSIONS_FILE
     history = _history(store)
     history.append({"time": time.time(), "cluster": getattr(executor, "cluster", "?"),

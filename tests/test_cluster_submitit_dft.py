@@ -145,3 +145,38 @@ def test_dft_job_is_requeued_with_its_own_arguments():
     assert isinstance(again, submitit.helpers.DelayedSubmission)
     assert again.args == ("t0", 3) and again.function is job
     assert (again.function.store_root, again.function.options, again.function.srun_args) == ("/runs/x", {"name": "gpaw"}, ["srun", "-n", "4"])
+
+
+def test_submission_from_inside_a_slurm_job_does_not_leak_its_environment(tmp_path, monkeypatch):
+    """The driver runs inside the GPU allocation; the DFT array must not be submitted with its SLURM_*/SRUN_*
+    variables (submitit.helpers.clean_env), and the driver's environment is intact afterwards."""
+    import os
+
+    import cluster.submitit_dft as sd
+
+    store = _prepared(tmp_path / "run", top_k=1)
+    for k, v in {"SLURM_JOB_ID": "777", "SLURM_CPUS_PER_TASK": "128", "SLURM_TRES_PER_TASK": "gres/gpu=4",
+                 "SRUN_DEBUG": "3", "SLURM_JOB_NODELIST": "nid[001-004]", "DOSMATGEN_KEEP": "yes"}.items():
+        monkeypatch.setenv(k, v)
+    seen = {}
+
+    class FakeJob:
+        job_id = "9001_0"
+
+    class FakeExecutor:
+        cluster = "slurm"
+
+        def map_array(self, fn, *args):
+            seen["env"] = dict(os.environ)
+            return [FakeJob() for _ in args[0]]
+
+    def fake_make_executor(folder, options):
+        seen["env_at_creation"] = {k for k in os.environ if k.startswith("SLURM_")}
+        return FakeExecutor()
+
+    monkeypatch.setattr(sd, "make_executor", fake_make_executor)
+    sd.submit(store, [("t0", 0)], "screen_helpers:load_test_engine", {}, {"cluster": "slurm"})
+    leaked = sorted(k for k in seen["env"] if k.startswith(("SLURM_", "SRUN_", "SBATCH_")))
+    assert leaked == [] and seen["env_at_creation"] == set()
+    assert seen["env"]["DOSMATGEN_KEEP"] == "yes"
+    assert os.environ["SLURM_JOB_ID"] == "777" and os.environ["SRUN_DEBUG"] == "3"  # restored for the driver
