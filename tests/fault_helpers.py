@@ -71,3 +71,23 @@ class FlakyRelaxer:
 
 def load_flaky_relaxer(fail: dict, counter_dir: str) -> FlakyRelaxer:
     return FlakyRelaxer(fail, counter_dir)
+
+
+class EnvRecordingEngine:
+    """The test DFT engine that also writes the job's environment to ``out`` (JSON)."""
+
+    def __init__(self, out: str):
+        from screen_helpers import load_test_engine
+
+        self.inner = load_test_engine()
+        self.out = out
+
+    def compute_dos(self, crystal, id, workdir):
+        import json
+
+        Path(self.out).write_text(json.dumps(dict(os.environ)))
+        return self.inner.compute_dos(crystal, id, workdir)
+
+
+def load_env_recording_engine(out: str) -> EnvRecordingEngine:
+    return EnvRecordingEngine(out)
