@@ -42,6 +42,26 @@ def _relaxer(loader: str, options: dict[str, Any]):
     return _RELAXERS[key]
 
 
+#: where a run keeps its elemental reference energies (shared by every worker, computed once: see
+#: dosmatgen.relax.references)
+RUN_REFERENCES = "references/elemental.json"
+
+
+def run_relaxer_options(loader: str, options: dict[str, Any] | None, store_root: str | Path) -> dict[str, Any]:
+    """The relaxer options for a run: a loader with a ``references_cache`` parameter gets the run's own cache
+    (``<run>/references/elemental.json``) unless the config names one, so the elemental references are relaxed
+    once per run (by the first worker that needs them, under a file lock) and read by all the others, instead of
+    every worker racing on a cache in $HOME."""
+    import inspect
+
+    from dosmatgen.screen.stages import resolve_callable
+
+    out = dict(options or {})
+    if "references_cache" in inspect.signature(resolve_callable(loader)).parameters and not out.get("references_cache"):
+        out["references_cache"] = str(Path(store_root) / RUN_REFERENCES)
+    return out
+
+
 def relax_unit(store_root: str, target_id: str, shard: int, loader: str, options: dict[str, Any], filters) -> dict[str, Any]:
     """One Dask task: relax and filter one shard (skipped if the manifest says it is done)."""
     import os
@@ -225,6 +245,7 @@ def run_relax(
 
     units = list(units)
     t0 = time.perf_counter()
+    options = run_relaxer_options(loader, options, store_root)
     retries = ShardRetries(RunStore.open(store_root, mode="r+"), "relax", max_shard_attempts)
 
     def submit(unit: tuple[str, int]):

@@ -87,7 +87,9 @@ def stage_relax(cfg: ScreenConfig, store: RunStore, progress: bool) -> dict[str,
                             timeout_s=timeout, max_shard_attempts=attempts, progress=progress)
         return {"shards": rep.shards, "relaxed": rep.relaxed, "passed": rep.passed, "failed": rep.failed, "seconds": rep.seconds,
                 "given_up": rep.given_up}
-    relaxer = resolve_callable(cfg.relax.loader)(**cfg.relax.options)
+    from cluster.dask_relax import run_relaxer_options
+
+    relaxer = resolve_callable(cfg.relax.loader)(**run_relaxer_options(cfg.relax.loader, cfg.relax.options, store.root))
     totals = {"relaxed": 0, "passed": 0, "failed": 0}
     for tid, shard in tqdm(units, desc="relax", unit="shard", disable=not progress):
         for k, v in relax_shard(store, tid, shard, relaxer, cfg.filters_for(tid)).items():
