@@ -132,8 +132,9 @@ def run_sampling(
 
     A shard whose task raises, or whose actor dies, is retried up to ``max_shard_attempts`` times in all
     (:mod:`cluster.shard_retry`), then given up (recorded with its reason; ``report.given_up``). A dead actor is
-    replaced; the replacement gets work only once its constructor has finished, so a replacement that cannot
-    start (its node is gone) never holds a shard while live actors idle. ``timeout_s`` bounds the wait for any
+    replaced. Every actor (first pool and replacements) gets work only once its constructor has finished, so an
+    actor that cannot start (its node is gone, or it asks for a GPU that is not there) never holds a shard while
+    live actors idle. ``timeout_s`` bounds the wait for any
     single shard or actor start. Raises TimeoutError when nothing finishes within ``timeout_s`` and RuntimeError
     when more than ``max_actor_restarts`` actors die.
     """
@@ -165,9 +166,11 @@ def run_sampling(
     spawned = len(actors)
     root = str(store_root)
     retries = ShardRetries(RunStore.open(root, mode="r+"), "sample", max_shard_attempts)
-    idle = list(actors)
+    # an actor gets work only once its constructor has finished: one that cannot be placed (its node is gone,
+    # or it asks for a GPU nobody has) must not hold a shard while others could run it
+    idle: list[Any] = []
     inflight: dict[Any, tuple[Any, tuple[str, int]]] = {}
-    starting: dict[Any, Any] = {}  # ready probe -> replacement actor still running its constructor
+    starting: dict[Any, Any] = {a.info.remote(): a for a in actors}  # ready probe -> actor still starting
     replacements: list[Any] = []
     restarts = 0
     written = 0
@@ -235,8 +238,10 @@ def run_sampling(
                 idle.append(actor)
     finally:
         bar.close()
-        busy = [a for a, _ in inflight.values()] + list(starting.values())
-        to_kill = (idle + busy) if owned else busy + [a for a in replacements if a in idle]
+        busy = [a for a, _ in inflight.values()]
+        ours = set(replacements)
+        to_kill = (idle + busy + list(starting.values())) if owned else \
+            busy + [a for a in list(idle) + list(starting.values()) if a in ours]
         for a in to_kill:
             try:
                 ray.kill(a)

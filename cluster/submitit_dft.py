@@ -5,7 +5,8 @@
   ``slurm/dft_collect.sh`` collects), ``debug`` (in-process) or ``auto`` (Slurm when ``srun`` is on PATH).
 * Slurm parameters come from the config's ``dft.submitit`` section: ``slurm_partition``, ``slurm_qos``,
   ``slurm_account``, ``slurm_constraint``, ``slurm_setup`` (e.g. ``["module load gpaw"]``),
-  ``slurm_array_parallelism``, ``timeout_min``, ``cpus_per_task``, ``srun_args`` (inner srun of the DFT step).
+  ``slurm_array_parallelism``, ``timeout_min``, ``cpus_per_task``, ``srun_args`` (inner srun of the DFT step),
+  ``python`` (the command that starts Python in the job, e.g. ``shifter --image=IMAGE python`` for a container).
   ``tasks_per_node`` is always 1: submitit runs the function under srun, so more tasks would run it twice.
 * Each job writes its own selection slot (one Zarr chunk per slot) and its manifest marker; failures are
   recorded and retried up to ``max_attempts`` (counted in the failure records, so also across driver runs).
@@ -28,7 +29,7 @@ from jobs.dft_job import DFTJob
 log = logging.getLogger(__name__)
 
 SUBMISSIONS_FILE = "dft_submissions.json"
-_EXECUTOR_KEYS = {"cluster", "folder", "srun_args", "wait"}
+_EXECUTOR_KEYS = {"cluster", "folder", "srun_args", "wait", "python"}
 
 
 @dataclass
@@ -46,7 +47,11 @@ def make_executor(folder: str | Path, options: dict[str, Any]) -> submitit.Execu
     cluster = options.get("cluster", "local")
     if cluster not in ("local", "slurm", "debug", "auto"):
         raise ValueError(f"dft.submitit.cluster must be local, slurm, debug or auto, got {cluster!r}")
-    ex = submitit.AutoExecutor(folder=str(folder), cluster=None if cluster == "auto" else cluster)
+    extra = {}
+    if options.get("python"):
+        # how the DFT job starts Python, e.g. "shifter --image=<image> python" to run it inside the container
+        extra["slurm_python"] = str(options["python"])
+    ex = submitit.AutoExecutor(folder=str(folder), cluster=None if cluster == "auto" else cluster, **extra)
     params = {k: v for k, v in options.items() if k not in _EXECUTOR_KEYS}
     params.setdefault("timeout_min", 60)
     params["tasks_per_node"] = 1

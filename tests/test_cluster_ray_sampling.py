@@ -133,12 +133,32 @@ def test_driver_side_relax_counters_reach_the_metrics_endpoint():
     assert found == {RELAXED: 7.0, FAILED: 2.0}
 
 
-def test_actor_waiting_for_a_missing_gpu_times_out(tmp_path):
+def test_actor_waiting_for_a_missing_gpu_gets_no_shard(tmp_path):
+    """Three GPU actors on two GPUs: the third never starts, so it never holds a shard; the two others do them all."""
     store = small_store(tmp_path, n=12, shard_size=4)
-    with pytest.raises(TimeoutError, match="GPU that does not exist"):
-        ray_sampling.run_sampling(store.root, _units(store), "screen_helpers:load_slow_sampler", {"delay_s": 0},
-                                  num_actors=3, use_gpu=True, timeout_s=30, progress=False)
-    assert len(store.target("t0").pending("sample")) == 1  # the two real GPUs did their shards
+    rep = ray_sampling.run_sampling(store.root, _units(store), "screen_helpers:load_slow_sampler", {"delay_s": 0},
+                                    num_actors=3, use_gpu=True, timeout_s=60, progress=False)
+    assert rep.candidates == 12 and store.target("t0").pending("sample") == []
+
+
+def test_no_actor_can_start_is_a_timeout(tmp_path):
+    """Every GPU is taken: no sampling actor can start, and the driver says so instead of waiting forever."""
+    blockers = [ray.remote(num_gpus=1, num_cpus=0)(BlockGPU).remote() for _ in range(2)]
+    try:
+        ray.get([b.ready.remote() for b in blockers], timeout=120)
+        store = small_store(tmp_path, n=4, shard_size=4)
+        with pytest.raises(TimeoutError, match="GPU that does not exist"):
+            ray_sampling.run_sampling(store.root, _units(store), "screen_helpers:load_slow_sampler", {"delay_s": 0},
+                                      num_actors=1, use_gpu=True, timeout_s=10, progress=False)
+        assert store.target("t0").pending("sample") == [0]
+    finally:
+        for b in blockers:
+            ray.kill(b)
+
+
+class BlockGPU:
+    def ready(self) -> bool:
+        return True
 
 
 def test_failing_shard_is_retried_then_given_up_and_the_rest_finishes(tmp_path):

@@ -180,3 +180,11 @@ def test_submission_from_inside_a_slurm_job_does_not_leak_its_environment(tmp_pa
     assert leaked == [] and seen["env_at_creation"] == set()
     assert seen["env"]["DOSMATGEN_KEEP"] == "yes"
     assert os.environ["SLURM_JOB_ID"] == "777" and os.environ["SRUN_DEBUG"] == "3"  # restored for the driver
+
+
+def test_dft_jobs_can_start_python_inside_a_container(tmp_path):
+    from cluster.submitit_dft import make_executor
+
+    ex = make_executor(tmp_path, {"cluster": "slurm", "python": "shifter --image=docker:me/dosmatgen:1 python"})
+    assert ex._executor.python == "shifter --image=docker:me/dosmatgen:1 python"
+    assert "python" not in ex._executor.parameters  # not passed on as an sbatch option
