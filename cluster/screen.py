@@ -156,6 +156,9 @@ def run_screen(config: str | Path, *, resume: bool = False, overrides: dict[str,
         if stop_after == name:
             return {"stages": stages, "summary": None, "store": str(store.root)}
     stages["dft"] = stage_dft(cfg, store, progress, wait_dft)
+    from cluster.accounting import record_slurm_usage
+
+    record_slurm_usage(store.root)  # sacct node-hours/GPU-hours when on Slurm (nothing otherwise)
     summary = write_summary(store, predict_site_dos=site_dos_predictor(cfg.rank.loader, dict(cfg.rank.options)))
     summary["dft_waiting_on_scheduler"] = bool(stages["dft"].get("waiting_on_scheduler"))
     print(format_summary(summary))

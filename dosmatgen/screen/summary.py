@@ -53,6 +53,42 @@ def stage_counts(store: RunStore) -> dict[str, dict[str, int]]:
     return out
 
 
+#: stages whose units record their run time (``seconds``) in the manifest
+TIMED_STAGES = ("sample", "relax", "dft")
+
+
+def stage_accounting(store: RunStore) -> dict[str, Any]:
+    """Compute time per stage: the sum of the manifests' ``seconds`` (one unit holds one worker: one GPU for a GPU
+    actor or a GPU-pinned Dask worker, one CPU node for a VASP DFT job) as ``worker_hours``; plus, when the cluster
+    side recorded them (``<run>/accounting/slurm.json``, from sacct), the Slurm jobs' node-hours and GPU-hours."""
+    stages: dict[str, Any] = {}
+    for stage in TIMED_STAGES:
+        seconds, units = 0.0, 0
+        for t in store.targets():
+            for unit in store.manifest.done_units(stage, t.id):
+                seconds += float(store.manifest.done_info(stage, t.id, unit).get("seconds", 0.0))
+                units += 1
+        stages[stage] = {"units": units, "worker_hours": seconds / 3600.0}
+    out: dict[str, Any] = {"stages": stages}
+    slurm = store.root / "accounting" / "slurm.json"
+    if slurm.is_file():
+        jobs = json.loads(slurm.read_text())["jobs"]
+        out["slurm"] = {role: {"jobs": sum(1 for j in jobs if j.get("role") == role),
+                               "node_hours": sum(j["node_hours"] for j in jobs if j.get("role") == role),
+                               "gpu_hours": sum(j["gpu_hours"] for j in jobs if j.get("role") == role)}
+                        for role in ("screen", "dft")}
+    return out
+
+
+def accounting_markdown(acc: dict[str, Any]) -> str:
+    lines = ["", "## Compute", "", "| stage | units | worker-hours |", "|---|---|---|"]
+    lines += [f"| {k} | {v['units']} | {v['worker_hours']:.4g} |" for k, v in acc["stages"].items()]
+    if "slurm" in acc:
+        lines += ["", "| Slurm jobs (sacct) | jobs | node-hours | GPU-hours |", "|---|---|---|---|"]
+        lines += [f"| {k} | {v['jobs']} | {v['node_hours']:.4g} | {v['gpu_hours']:.4g} |" for k, v in acc["slurm"].items()]
+    return "\n".join(lines) + "\n"
+
+
 def failed_shards(store: RunStore) -> list[dict[str, Any]]:
     """Shards given up after their retries, with the stage, the attempts and the last error."""
     from dosmatgen.screen.stages import given_up_shards
@@ -192,7 +228,8 @@ def write_summary(store: RunStore, out_dir: str | Path | None = None,
             w = csv.DictWriter(fh, fieldnames=list(table[0]))
             w.writeheader()
             w.writerows(table)
-    (out / "ranked.md").write_text(ranked_markdown(table))
+    summary["accounting"] = stage_accounting(store)
+    (out / "ranked.md").write_text(ranked_markdown(table) + accounting_markdown(summary["accounting"]))
     summary["cifs"] = write_top_cifs(store, out / "cifs")
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for t in store.targets():
