@@ -188,3 +188,38 @@ def test_dft_jobs_can_start_python_inside_a_container(tmp_path):
     ex = make_executor(tmp_path, {"cluster": "slurm", "python": "shifter --image=docker:me/dosmatgen:1 python"})
     assert ex._executor.python == "shifter --image=docker:me/dosmatgen:1 python"
     assert "python" not in ex._executor.parameters  # not passed on as an sbatch option
+
+
+def test_vasp_command_lines_fill_or_share_a_perlmutter_cpu_node():
+    from jobs.dft_job import DFTGroupJob, engine_options, shared_node_vasp_launch, slurm_vasp_launch
+
+    node = {"SLURM_JOB_ID": "1", "SLURM_CPUS_PER_TASK": "256"}  # a whole CPU node: 128 cores x 2 threads
+    assert slurm_vasp_launch(node) == ["srun", "--overlap", "--ntasks=128", "--cpus-per-task=2", "--cpu-bind=cores", "vasp_std"]
+    assert engine_options({"name": "vasp"}, node)["launch_cmd"][2] == "--ntasks=128"
+    assert shared_node_vasp_launch(4, node) == ["srun", "--exact", "--nodes=1", "--ntasks=32", "--cpus-per-task=2",
+                                                "--cpu-bind=cores", "vasp_std"]
+    assert DFTGroupJob("/r", "l:f", {"name": "vasp"}, "/w").unit_options(2, node)["launch_cmd"][3] == "--ntasks=64"
+    assert DFTGroupJob("/r", "l:f", {"name": "gpaw"}, "/w").unit_options(2, node) == {"name": "gpaw"}
+    with pytest.raises(RuntimeError, match="cannot share 4 CPUs"):
+        shared_node_vasp_launch(4, {"SLURM_CPUS_PER_TASK": "4"})
+
+
+def test_grouped_units_run_in_the_batch_step(tmp_path):
+    from cluster.submitit_dft import make_executor
+
+    grouped = make_executor(tmp_path, {"cluster": "slurm", "units_per_job": 4, "cpus_per_task": 256})
+    single = make_executor(tmp_path, {"cluster": "slurm", "cpus_per_task": 256})
+    assert grouped._executor.parameters["use_srun"] is False and single._executor.parameters.get("use_srun", True) is True
+
+
+def test_several_units_share_one_job(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(TESTS_DIR))
+    store = _prepared(tmp_path / "run", top_k=3)
+    rep = run_dft_stage(store, "screen_helpers:load_test_engine", {}, {"cluster": "local", "timeout_min": 5, "units_per_job": 2},
+                        max_attempts=1, timeout_s=300, progress=False)
+    assert store.target("t0").pending("dft") == [] and rep.completed == 3
+    import json
+
+    (h,) = json.loads((store.root / SUBMISSIONS_FILE).read_text())
+    ids = [j["job_id"] for j in h["jobs"]]
+    assert len(ids) == 3 and len(set(ids)) == 2 and ids[0] == ids[1]  # units 0 and 1 in one job, unit 2 in another
