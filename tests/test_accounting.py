@@ -53,3 +53,20 @@ def test_not_on_slurm_records_nothing(tmp_path):
 
     store = small_store(tmp_path / "run")
     assert record_slurm_usage(store.root, {}) is None and not (store.root / "accounting").exists()
+
+
+def test_sacct_failure_is_reported_not_fatal(tmp_path, monkeypatch):
+    from test_cluster_submitit_dft import _prepared
+
+    from dosmatgen.screen.summary import write_summary
+
+    store = _prepared(tmp_path / "run", top_k=1)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "sacct").write_text("#!/bin/bash\necho 'Slurm accounting storage is disabled' >&2\nexit 1\n")
+    (bindir / "sacct").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:/usr/bin:/bin")
+    record_slurm_usage(store.root, {"SLURM_JOB_ID": "1"})
+    summary = write_summary(store)
+    assert "accounting storage is disabled" in summary["accounting"]["slurm_error"]
+    assert "Slurm accounting unavailable" in (store.root / "summary" / "ranked.md").read_text()

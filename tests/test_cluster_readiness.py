@@ -36,6 +36,7 @@ def one_node_cluster():
         cluster.shutdown()
 
 
+@pytest.mark.slow
 def test_a_late_second_node_gets_its_gpu_actor(one_node_cluster, tmp_path, monkeypatch):
     """A second node joins 4 s after the driver started (``ray start --address`` in a delayed process, as a slow
     srun step would): the driver waits for it and sizes its pool on both nodes' GPUs."""

@@ -72,7 +72,10 @@ def stage_accounting(store: RunStore) -> dict[str, Any]:
     out: dict[str, Any] = {"stages": stages}
     slurm = store.root / "accounting" / "slurm.json"
     if slurm.is_file():
-        jobs = json.loads(slurm.read_text())["jobs"]
+        recorded = json.loads(slurm.read_text())
+        jobs = recorded["jobs"]
+        if recorded.get("error"):
+            out["slurm_error"] = recorded["error"]
         out["slurm"] = {role: {"jobs": sum(1 for j in jobs if j.get("role") == role),
                                "node_hours": sum(j["node_hours"] for j in jobs if j.get("role") == role),
                                "gpu_hours": sum(j["gpu_hours"] for j in jobs if j.get("role") == role)}
@@ -83,7 +86,9 @@ def stage_accounting(store: RunStore) -> dict[str, Any]:
 def accounting_markdown(acc: dict[str, Any]) -> str:
     lines = ["", "## Compute", "", "| stage | units | worker-hours |", "|---|---|---|"]
     lines += [f"| {k} | {v['units']} | {v['worker_hours']:.4g} |" for k, v in acc["stages"].items()]
-    if "slurm" in acc:
+    if acc.get("slurm_error"):
+        lines += ["", f"Slurm accounting unavailable: {acc['slurm_error']}"]
+    elif "slurm" in acc:
         lines += ["", "| Slurm jobs (sacct) | jobs | node-hours | GPU-hours |", "|---|---|---|---|"]
         lines += [f"| {k} | {v['jobs']} | {v['node_hours']:.4g} | {v['gpu_hours']:.4g} |" for k, v in acc["slurm"].items()]
     return "\n".join(lines) + "\n"
