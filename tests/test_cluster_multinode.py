@@ -38,9 +38,10 @@ def two_nodes(tmp_path_factory):
     os.environ.update(ray_auth.token_env(ray_auth.make_token(folder / "ray_auth_token")))
     # this pytest process imported Ray before the variables were set (a driver started by slurm/screen.sh has them
     # from the start): make Ray re-read its configuration from the environment
-    from ray._raylet import Config
+    from ray._raylet import AuthenticationTokenLoader, Config
 
     Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()  # an earlier module's cluster may have cached another token
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     worker = cluster.add_node(num_cpus=1)
     ray.init(address=cluster.address, log_to_driver=False)
@@ -55,6 +56,7 @@ def two_nodes(tmp_path_factory):
             else:
                 os.environ[k] = v
         Config.initialize("")
+        AuthenticationTokenLoader.instance().reset_cache()
 
 
 def _wait_for_files(folder: Path, n: int, timeout_s: float = 120) -> None:

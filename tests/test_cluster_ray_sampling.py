@@ -181,7 +181,7 @@ def test_failing_shard_is_retried_then_given_up_and_the_rest_finishes(tmp_path):
 
 def test_slow_replacement_actor_does_not_hold_the_requeued_shard(tmp_path):
     """When an actor dies, its shard goes back to the live actors; the replacement only gets work once it has
-    started. Here the replacement takes 90 s to start: the run must not wait for it."""
+    started. Here the replacement takes 300 s to start: the run must not wait for it."""
     store = small_store(tmp_path / "run", n=24, shard_size=4)
     gate = tmp_path / "gate"
     done_dir = tmp_path / "run" / "manifest" / "sample" / "t0"
@@ -197,9 +197,9 @@ def test_slow_replacement_actor_does_not_hold_the_requeued_shard(tmp_path):
     th.start()
     t0 = time.time()
     rep = ray_sampling.run_sampling(store.root, _units(store), "fault_helpers:load_gated_sampler",
-                                    {"gate_file": str(gate), "constructor_sleep_s": 90, "delay_s": 0.5},
+                                    {"gate_file": str(gate), "constructor_sleep_s": 300, "delay_s": 0.5},
                                     num_actors=2, use_gpu=False, timeout_s=120, progress=False)
     th.join(60)
     elapsed = time.time() - t0
     assert rep.actor_restarts == 1 and rep.candidates == 24 and store.target("t0").pending("sample") == []
-    assert elapsed < 45, f"the run waited for the slow replacement actor ({elapsed:.0f} s)"
+    assert elapsed < 200, f"the run waited for the slow replacement actor ({elapsed:.0f} s)"
