@@ -21,11 +21,13 @@ import contextlib
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from dosmatgen_cluster.progress_metrics import FAILED, RELAXED, ProgressCounters
+from dosmatgen_cluster.readiness import expected_count
+from dosmatgen.screen.relax_options import run_relaxer_options
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,8 @@ def _relaxer(loader: str, options: dict[str, Any]):
     return _RELAXERS[key]
 
 
+#: where a run keeps its elemental reference energies (shared by every worker, computed once: see
+#: dosmatgen.relax.references)
 def relax_unit(store_root: str, target_id: str, shard: int, loader: str, options: dict[str, Any], filters) -> dict[str, Any]:
     """One Dask task: relax and filter one shard (skipped if the manifest says it is done)."""
     import os
@@ -61,50 +65,137 @@ class RelaxReport:
     failed: int
     worker_pids: set[int]
     seconds: float
+    given_up: list[dict[str, Any]] = field(default_factory=list)  # shards that failed max_shard_attempts times
+
+
+def _scheduler_address(options: dict[str, Any]) -> str:
+    if options.get("cluster") == "scheduler_file":
+        path = Path(options["scheduler_file"])
+        try:
+            return str(json.loads(path.read_text())["address"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise RuntimeError(f"cannot read the Dask scheduler address from {path}: {exc}") from exc
+    return str(options["scheduler_address"])
+
+
+def _remote_security(options: dict[str, Any]):
+    """The client's Security for a scheduler started elsewhere: TLS with the run's credentials (``tls_dir``,
+    default ``<scheduler file folder>/tls``). A scheduler that does not speak TLS is refused unless the config
+    says ``insecure: true``."""
+    from dosmatgen_cluster import tls
+
+    address = _scheduler_address(options)
+    if not address.startswith("tls://"):
+        if options.get("insecure"):
+            log.warning("connecting to the Dask scheduler %s WITHOUT TLS (relax.dask.insecure: true)", address)
+            return None
+        raise RuntimeError(f"the Dask scheduler {address} does not use TLS: start it with `--protocol tls` and the run's "
+                           "credentials (slurm/screen.sh does), or set relax.dask.insecure: true for a trusted network")
+    folder = options.get("tls_dir")
+    if not folder:
+        if options.get("cluster") != "scheduler_file":
+            raise RuntimeError("relax.dask.tls_dir is required to connect to a tls:// scheduler address")
+        folder = Path(options["scheduler_file"]).parent / "tls"
+    return tls.security(folder)
+
+
+def _local_security(options: dict[str, Any]):
+    """Security for an in-process LocalCluster: the run's credentials in ``tls_dir`` if given, else a temporary
+    certificate held in memory only (per run, never written to disk)."""
+    from distributed.security import Security
+
+    from dosmatgen_cluster import tls
+
+    if options.get("insecure"):
+        return None
+    if options.get("tls_dir"):
+        return tls.security(options["tls_dir"])
+    return Security.temporary()
+
+
+def _shared_security(options: dict[str, Any], kind: str):
+    """Security for processes on several nodes started here (SLURMRunner ranks, SLURMCluster jobs): the run's
+    credential files in ``tls_dir`` (on a shared file system), which every process reads."""
+    from dosmatgen_cluster import tls
+
+    if options.get("insecure"):
+        return None
+    if not options.get("tls_dir"):
+        raise RuntimeError(f"relax.dask.cluster {kind} needs tls_dir (credentials on a shared file system, created "
+                           "with `python -m dosmatgen_cluster.tls DIR`) or insecure: true")
+    return tls.security(options["tls_dir"])
+
+
+def wait_for_workers(client: Any, n: int, timeout_s: float) -> int:
+    """Block until ``n`` Dask workers have joined; TimeoutError naming the expected and found counts."""
+    from dask.distributed import TimeoutError as DaskTimeout
+
+    try:
+        client.wait_for_workers(int(n), timeout=float(timeout_s))
+    except (TimeoutError, DaskTimeout) as exc:
+        found = len(client.scheduler_info(n_workers=-1).get("workers", {})) if client.status == "running" else 0
+        raise TimeoutError(f"expected {n} Dask workers, found {found} after {timeout_s:.0f} s: are all nodes' "
+                           "`dask worker` steps running (see the job's dask-workers.log)?") from exc
+    return len(client.scheduler_info(n_workers=-1).get("workers", {}))
 
 
 @contextlib.contextmanager
 def dask_client(options: dict[str, Any]) -> Iterator[Any]:
-    """A ``distributed.Client`` for the cluster described by ``options`` (see the module docstring)."""
+    """A ``distributed.Client`` for the cluster described by ``options`` (see the module docstring).
+
+    Every connection is TLS (mutual, per-run certificates, :mod:`dosmatgen_cluster.tls`) unless ``insecure: true``.
+    ``min_workers``: wait (``wait_timeout_s``) until that many workers have joined.
+    """
     from distributed import Client, LocalCluster
 
     kind = options.get("cluster", "local")
     for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.core", "distributed.worker"):
         logging.getLogger(name).setLevel(options.get("log_level", "WARNING"))
+    wait_s = float(options.get("wait_timeout_s", 600))
     if kind == "local":
+        sec = _local_security(options)
         with LocalCluster(
             n_workers=int(options.get("n_workers", 2)),
             threads_per_worker=int(options.get("threads_per_worker", 1)),
             processes=True,
             dashboard_address=options.get("dashboard_address", "127.0.0.1:0"),
             host="127.0.0.1",
-        ) as cluster, Client(cluster) as client:
+            protocol="tls://" if sec is not None else "tcp://",
+            security=sec,
+        ) as cluster, Client(cluster, security=sec) as client:
             yield client
-    elif kind == "address":
-        with Client(options["scheduler_address"]) as client:
-            yield client
-    elif kind == "scheduler_file":
-        # a scheduler and workers started by the batch script (slurm/screen.sh) with `srun --overlap`
-        with Client(scheduler_file=options["scheduler_file"], timeout=options.get("connect_timeout", "300s")) as client:
+    elif kind in ("address", "scheduler_file"):
+        # scheduler_file: a scheduler and workers started by the batch script (slurm/screen.sh) with `srun --overlap`
+        sec = _remote_security(options)
+        target = {"scheduler_file": options["scheduler_file"]} if kind == "scheduler_file" else {"address": options["scheduler_address"]}
+        with Client(**target, security=sec, timeout=options.get("connect_timeout", "300s")) as client:
             if options.get("min_workers"):
-                client.wait_for_workers(int(options["min_workers"]), timeout=float(options.get("wait_timeout_s", 600)))
+                wait_for_workers(client, expected_count(options["min_workers"], "relax.dask.min_workers"), wait_s)
             yield client
     elif kind == "slurm_runner":
         from dask_jobqueue.slurm import SLURMRunner
 
         scheduler_file = options.get("scheduler_file", "scheduler-{job_id}.json")
-        with SLURMRunner(scheduler_file=scheduler_file) as runner, Client(runner) as client:
-            client.wait_for_workers(runner.n_workers)
+        sec = _shared_security(options, kind)
+        sched_opts = {} if sec is None else {"security": sec, "protocol": "tls"}
+        worker_opts = {} if sec is None else {"security": sec}
+        with SLURMRunner(scheduler_file=scheduler_file, scheduler_options=sched_opts, worker_options=worker_opts) as runner, \
+                Client(runner, security=sec) as client:
+            wait_for_workers(client, runner.n_workers, wait_s)
             yield client
     elif kind == "slurm_cluster":
         from dask_jobqueue import SLURMCluster
 
-        ours = ("cluster", "jobs", "log_level", "min_workers", "wait_timeout_s")
+        ours = ("cluster", "jobs", "log_level", "min_workers", "wait_timeout_s", "tls_dir", "insecure")
         kwargs = {k: v for k, v in options.items() if k not in ours}
+        sec = _shared_security(options, kind)
+        if sec is not None:
+            kwargs["security"] = sec
+            kwargs.setdefault("protocol", "tls")
         with SLURMCluster(**kwargs) as cluster, Client(cluster) as client:
             cluster.scale(jobs=int(options.get("jobs", 1)))
             if options.get("min_workers"):
-                client.wait_for_workers(int(options["min_workers"]), timeout=float(options.get("wait_timeout_s", 600)))
+                wait_for_workers(client, expected_count(options["min_workers"], "relax.dask.min_workers"), wait_s)
             yield client
     else:
         raise ValueError(f"relax.dask.cluster must be local, address, scheduler_file, slurm_runner or slurm_cluster, got {kind!r}")
@@ -119,24 +210,50 @@ def run_relax(
     filters,
     *,
     timeout_s: float = 3600.0,
+    max_shard_attempts: int = 3,
     progress: bool = True,
 ) -> RelaxReport:
-    """Map :func:`relax_unit` over (target, shard) units on ``client``; raises the first task error."""
+    """Map :func:`relax_unit` over (target, shard) units on ``client``.
+
+    A shard whose task raises (an MLFF exception, CUDA out of memory, a worker lost more often than Dask's own
+    ``allowed-failures``) is resubmitted until it has failed ``max_shard_attempts`` times, then given up with its
+    reason recorded in the run store (:mod:`dosmatgen_cluster.shard_retry`); the other shards go on. ``timeout_s`` bounds
+    the wait for the next shard to finish.
+    """
     from distributed import as_completed
     from tqdm import tqdm
 
+    from dosmatgen_cluster.shard_retry import ShardRetries, short_reason
+    from dosmatgen.runstore import RunStore
+
     units = list(units)
     t0 = time.perf_counter()
-    futures = [
-        client.submit(relax_unit, str(store_root), tid, shard, loader, dict(options or {}), filters,
-                      key=f"relax-{tid}-{shard}-{time.time_ns()}", pure=False)
-        for tid, shard in units
-    ]
+    options = run_relaxer_options(loader, options, store_root)
+    retries = ShardRetries(RunStore.open(store_root, mode="r+"), "relax", max_shard_attempts)
+
+    def submit(unit: tuple[str, int]):
+        tid, shard = unit
+        fut = client.submit(relax_unit, str(store_root), tid, shard, loader, dict(options or {}), filters,
+                            key=f"relax-{tid}-{shard}-{time.time_ns()}", pure=False)
+        owner[fut.key] = unit
+        return fut
+
+    owner: dict[str, tuple[str, int]] = {}
+    futures = [submit(u) for u in units]
     totals = {"relaxed": 0, "passed": 0, "failed": 0}
     counters = ProgressCounters()  # shown on the Ray dashboard when the driver is connected to Ray
     pids: set[int] = set()
     with tqdm(total=len(futures), desc="relax", unit="shard", disable=not progress) as bar:
-        for fut in as_completed(futures, timeout=timeout_s):
+        pending = as_completed(futures, timeout=timeout_s)
+        for fut in pending:
+            unit = owner.pop(fut.key)
+            if fut.status == "error":
+                exc = fut.exception(timeout=timeout_s)
+                if retries.failed(unit, short_reason(exc)):
+                    pending.add(submit(unit))
+                else:
+                    bar.update(1)
+                continue
             res = fut.result(timeout=timeout_s)
             for k in totals:
                 totals[k] += res[k]
@@ -144,4 +261,5 @@ def run_relax(
             counters.inc(FAILED, res["failed"], target=res["target"])
             pids.add(res["pid"])
             bar.update(1)
-    return RelaxReport(len(units), totals["relaxed"], totals["passed"], totals["failed"], pids, time.perf_counter() - t0)
+    return RelaxReport(len(units), totals["relaxed"], totals["passed"], totals["failed"], pids,
+                       time.perf_counter() - t0, retries.given_up)

@@ -48,7 +48,8 @@ class _OneStage:
 
 
 class RayExecutor(_OneStage):
-    """Options (``sample.ray``): address, num_cpus, num_gpus, num_actors, use_gpu, threads_per_actor, timeout_s."""
+    """Options (``sample.ray``): address, num_cpus, num_gpus, num_actors, use_gpu, threads_per_actor, timeout_s,
+    max_shard_attempts, expected_nodes, expected_gpus, ready_timeout_s."""
 
     backend, stage = "ray", "sample"
 
@@ -66,8 +67,11 @@ class RayExecutor(_OneStage):
             num_actors=opts.get("num_actors"), use_gpu=opts.get("use_gpu"),
             threads_per_actor=int(opts.get("threads_per_actor", 1)),
             timeout_s=float(opts.get("timeout_s", 3600)), progress=progress,
+            max_shard_attempts=int(opts.get("max_shard_attempts", 3)), expected_nodes=opts.get("expected_nodes"),
+            expected_gpus=opts.get("expected_gpus"), ready_timeout_s=float(opts.get("ready_timeout_s", 600)),
         )
-        return {"shards": rep.shards, "candidates": rep.candidates, "actor_restarts": rep.actor_restarts, "seconds": rep.seconds}
+        return {"shards": rep.shards, "candidates": rep.candidates, "actor_restarts": rep.actor_restarts, "seconds": rep.seconds,
+                "given_up": rep.given_up}
 
 
 class DaskExecutor(_OneStage):
@@ -84,10 +88,12 @@ class DaskExecutor(_OneStage):
 
         opts = dict(self.options)
         timeout = float(opts.pop("timeout_s", 3600))
+        attempts = int(opts.pop("max_shard_attempts", 3))
         with dask_client(opts) as client:
             rep = run_relax(client, store.root, units, work.loader, dict(work.options), work.filters,
-                            timeout_s=timeout, progress=progress)
-        return {"shards": rep.shards, "relaxed": rep.relaxed, "passed": rep.passed, "failed": rep.failed, "seconds": rep.seconds}
+                            timeout_s=timeout, max_shard_attempts=attempts, progress=progress)
+        return {"shards": rep.shards, "relaxed": rep.relaxed, "passed": rep.passed, "failed": rep.failed, "seconds": rep.seconds,
+                "given_up": rep.given_up}
 
 
 class SubmititExecutor(_OneStage):

@@ -21,7 +21,7 @@ import collections
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -40,6 +40,7 @@ class SamplingReport:
     candidates: int
     actor_restarts: int
     seconds: float
+    given_up: list[dict[str, Any]] = field(default_factory=list)  # shards that failed max_shard_attempts times
 
 
 class SamplingActor:
@@ -114,18 +115,34 @@ def run_sampling(
     threads_per_actor: int = 1,
     timeout_s: float = 3600.0,
     max_actor_restarts: int = 4,
+    max_shard_attempts: int = 3,
+    expected_nodes: int | str | None = None,
+    expected_gpus: int | str | None = None,
+    ready_timeout_s: float = 600.0,
     progress: bool = True,
     actors: list[Any] | None = None,
 ) -> SamplingReport:
-    """Sample every (target, shard) unit with a pool of actors; returns when all units are done.
+    """Sample every (target, shard) unit with a pool of actors; returns when all units are done or given up.
 
+    ``expected_nodes``/``expected_gpus``: first wait (``ready_timeout_s``) until that many Ray nodes/GPUs have
+    joined (:func:`dosmatgen_cluster.readiness.wait_for_ray`), so the pool is sized on the whole allocation.
     ``use_gpu=None`` uses GPUs when the Ray cluster has any. ``num_actors=None`` means one per GPU, or
     ``int(cluster CPUs)`` on CPU. ``actors``: an existing pool from :func:`make_actors` (reused, not killed at
-    the end); otherwise a pool is started and killed at the end. ``timeout_s`` bounds the wait for any single
-    shard (and for actor start-up). Raises TimeoutError when no shard finishes within ``timeout_s`` and
-    RuntimeError when more than ``max_actor_restarts`` actors die.
+    the end); otherwise a pool is started and killed at the end.
+
+    A shard whose task raises, or whose actor dies, is retried up to ``max_shard_attempts`` times in all
+    (:mod:`dosmatgen_cluster.shard_retry`), then given up (recorded with its reason; ``report.given_up``). A dead actor is
+    replaced. Every actor (first pool and replacements) gets work only once its constructor has finished, so an
+    actor that cannot start (its node is gone, or it asks for a GPU that is not there) never holds a shard while
+    live actors idle. ``timeout_s`` bounds the wait for any
+    single shard or actor start. Raises TimeoutError when nothing finishes within ``timeout_s`` and RuntimeError
+    when more than ``max_actor_restarts`` actors die.
     """
     from tqdm import tqdm
+
+    from dosmatgen_cluster.readiness import expected_count, wait_for_ray
+    from dosmatgen_cluster.shard_retry import ShardRetries, short_reason
+    from dosmatgen.runstore import RunStore
 
     if not ray.is_initialized():
         raise RuntimeError("ray is not initialized: call dosmatgen_cluster.ray_sampling.connect() or ray.init() first")
@@ -134,6 +151,10 @@ def run_sampling(
     t0 = time.perf_counter()
     if total == 0:
         return SamplingReport(0, 0, 0, 0.0)
+    n_nodes, n_gpus = expected_count(expected_nodes, "expected_nodes"), expected_count(expected_gpus, "expected_gpus")
+    if n_nodes or n_gpus:
+        cap = wait_for_ray(n_nodes, n_gpus, timeout_s=ready_timeout_s)
+        log.info("Ray cluster ready: %s", cap)
     gpus = cluster_gpus()
     use_gpu = gpus > 0 if use_gpu is None else use_gpu
     owned = actors is None
@@ -144,57 +165,89 @@ def run_sampling(
         actors = make_actors(loader, options, num_actors, use_gpu, threads_per_actor)
     spawned = len(actors)
     root = str(store_root)
-    idle = list(actors)
+    retries = ShardRetries(RunStore.open(root, mode="r+"), "sample", max_shard_attempts)
+    # an actor gets work only once its constructor has finished: one that cannot be placed (its node is gone,
+    # or it asks for a GPU nobody has) must not hold a shard while others could run it
+    idle: list[Any] = []
     inflight: dict[Any, tuple[Any, tuple[str, int]]] = {}
+    starting: dict[Any, Any] = {a.info.remote(): a for a in actors}  # ready probe -> actor still starting
     replacements: list[Any] = []
     restarts = 0
     written = 0
     bar = tqdm(total=total, desc="sample", unit="shard", disable=not progress)
     counters = ProgressCounters()
+
+    def replace(dead: Any, cause: BaseException) -> None:
+        nonlocal restarts, spawned
+        restarts += 1
+        try:
+            ray.kill(dead)
+        except Exception:  # already dead
+            pass
+        if restarts > max_actor_restarts:
+            raise RuntimeError(f"{restarts} sampling actors died (max_actor_restarts={max_actor_restarts}); giving up") from cause
+        new = make_actors(loader, options, 1, use_gpu, threads_per_actor, first_index=spawned)[0]
+        spawned += 1
+        replacements.append(new)
+        starting[new.info.remote()] = new
+
     try:
         while queue or inflight:
             while queue and idle:
                 actor = idle.pop()
                 unit = queue.popleft()
                 inflight[actor.run.remote(root, *unit)] = (actor, unit)
-            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=timeout_s)
+            ready, _ = ray.wait(list(inflight) + list(starting), num_returns=1, timeout=timeout_s)
             if not ready:
                 raise TimeoutError(
-                    f"no sampling shard finished within {timeout_s:.0f} s ({len(inflight)} in flight); "
-                    "an actor may be waiting for a GPU that does not exist"
+                    f"no sampling shard finished within {timeout_s:.0f} s ({len(inflight)} in flight, "
+                    f"{len(starting)} replacement actor(s) starting); an actor may be waiting for a GPU that does not exist"
                 )
             for ref in ready:
+                if ref in starting:
+                    actor = starting.pop(ref)
+                    try:
+                        ray.get(ref, timeout=timeout_s)
+                    except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as exc:
+                        replace(actor, exc)
+                        continue
+                    idle.append(actor)
+                    continue
                 actor, unit = inflight.pop(ref)
                 try:
                     _, _, n = ray.get(ref, timeout=timeout_s)
                 except (ray.exceptions.RayActorError, ray.exceptions.ActorDiedError) as exc:
-                    restarts += 1
                     counters.inc(SAMPLE_SHARDS_FAILED, 1, target=unit[0])
-                    log.warning("sampling actor died on %s (%s); requeueing the shard", unit, exc)
-                    if restarts > max_actor_restarts:
-                        raise RuntimeError(f"{restarts} sampling actors died; giving up") from exc
-                    queue.appendleft(unit)
-                    try:
-                        ray.kill(actor)
-                    except Exception:  # already dead
-                        pass
-                    new = make_actors(loader, options, 1, use_gpu, threads_per_actor, first_index=spawned)[0]
-                    spawned += 1
-                    replacements.append(new)
-                    idle.append(new)
+                    log.warning("sampling actor died on %s (%s)", unit, exc)
+                    if retries.failed(unit, f"sampling actor died: {short_reason(exc)}"):
+                        queue.appendleft(unit)
+                    else:
+                        bar.update(1)
+                    replace(actor, exc)
+                    continue
+                except ray.exceptions.RayTaskError as exc:  # the shard raised; the actor is alive
+                    counters.inc(SAMPLE_SHARDS_FAILED, 1, target=unit[0])
+                    if retries.failed(unit, short_reason(exc)):
+                        queue.append(unit)  # behind the other shards: a transient error gets time to pass
+                    else:
+                        bar.update(1)
+                    idle.append(actor)
                     continue
                 written += n
                 bar.update(1)
                 idle.append(actor)
     finally:
         bar.close()
-        to_kill = (idle + [a for a, _ in inflight.values()]) if owned else [a for a, _ in inflight.values()] + replacements
+        busy = [a for a, _ in inflight.values()]
+        ours = set(replacements)
+        to_kill = (idle + busy + list(starting.values())) if owned else \
+            busy + [a for a in list(idle) + list(starting.values()) if a in ours]
         for a in to_kill:
             try:
                 ray.kill(a)
             except Exception:
                 pass
-    return SamplingReport(total, written, restarts, time.perf_counter() - t0)
+    return SamplingReport(total, written, restarts, time.perf_counter() - t0, retries.given_up)
 
 
 def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> None:

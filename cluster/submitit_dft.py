@@ -5,7 +5,10 @@
   ``slurm/dft_collect.sh`` collects), ``debug`` (in-process) or ``auto`` (Slurm when ``srun`` is on PATH).
 * Slurm parameters come from the config's ``dft.submitit`` section: ``slurm_partition``, ``slurm_qos``,
   ``slurm_account``, ``slurm_constraint``, ``slurm_setup`` (e.g. ``["module load gpaw"]``),
-  ``slurm_array_parallelism``, ``timeout_min``, ``cpus_per_task``, ``srun_args`` (inner srun of the DFT step).
+  ``slurm_array_parallelism``, ``timeout_min``, ``cpus_per_task``, ``srun_args`` (inner srun of the DFT step),
+  ``python`` (the command that starts Python in the job, e.g. ``shifter --image=IMAGE python`` for a container),
+  ``units_per_job`` (k > 1: k small units share one node, run concurrently by :class:`jobs.dft_job.DFTGroupJob`,
+  VASP with ``cpus/2/k`` ranks each).
   ``tasks_per_node`` is always 1: submitit runs the function under srun, so more tasks would run it twice.
 * Each job writes its own selection slot (one Zarr chunk per slot) and its manifest marker; failures are
   recorded and retried up to ``max_attempts`` (counted in the failure records, so also across driver runs).
@@ -21,14 +24,15 @@ from pathlib import Path
 from typing import Any
 
 import submitit
+import submitit.helpers
 
 from dosmatgen.screen.pending import pending_units
-from dosmatgen_jobs.dft_job import DFTJob
+from dosmatgen_jobs.dft_job import DFTGroupJob, DFTJob
 
 log = logging.getLogger(__name__)
 
 SUBMISSIONS_FILE = "dft_submissions.json"
-_EXECUTOR_KEYS = {"cluster", "folder", "srun_args", "wait"}
+_EXECUTOR_KEYS = {"cluster", "folder", "srun_args", "wait", "python", "units_per_job"}
 
 
 @dataclass
@@ -46,11 +50,19 @@ def make_executor(folder: str | Path, options: dict[str, Any]) -> submitit.Execu
     cluster = options.get("cluster", "local")
     if cluster not in ("local", "slurm", "debug", "auto"):
         raise ValueError(f"dft.submitit.cluster must be local, slurm, debug or auto, got {cluster!r}")
-    ex = submitit.AutoExecutor(folder=str(folder), cluster=None if cluster == "auto" else cluster)
+    extra = {}
+    if options.get("python"):
+        # how the DFT job starts Python, e.g. "shifter --image=<image> python" to run it inside the container
+        extra["slurm_python"] = str(options["python"])
+    ex = submitit.AutoExecutor(folder=str(folder), cluster=None if cluster == "auto" else cluster, **extra)
     params = {k: v for k, v in options.items() if k not in _EXECUTOR_KEYS}
     params.setdefault("timeout_min", 60)
     params["tasks_per_node"] = 1
     params.setdefault("name", "dosmatgen-dft")
+    if int(options.get("units_per_job", 1)) > 1 and cluster in ("slurm", "auto"):
+        # several units share the node: the Python function runs in the batch step, so that each unit's own
+        # `srun --exact` step gets its share of the CPUs (a submitit srun step would already hold them all)
+        params["slurm_use_srun"] = False
     ex.update_parameters(**params)
     return ex
 
@@ -139,9 +151,21 @@ def submit(store, units: list[tuple[str, int]], loader: str, options: dict[str, 
            executor_options: dict[str, Any]) -> tuple[submitit.Executor, list[submitit.Job]]:
     """Submit one job array over ``units``; the job ids are appended to ``<run>/dft_submissions.json``."""
     folder = Path(executor_options.get("folder") or store.root / "submitit")
-    executor = make_executor(folder, executor_options)
     job = DFTJob(str(store.root), loader, options, str(store.root / "dft_work"), executor_options.get("srun_args"))
-    jobs = executor.map_array(job, [u[0] for u in units], [u[1] for u in units]) if units else []
+    # the driver runs inside the GPU job: without clean_env, sbatch would hand the DFT jobs that job's SLURM_* and
+    # SRUN_* variables (its CPU/GPU counts, node list, step ids), and the DFT job's own srun would obey them
+    per_job = int(executor_options.get("units_per_job", 1))
+    if per_job < 1:
+        raise ValueError(f"dft.submitit.units_per_job must be >= 1, got {per_job}")
+    with submitit.helpers.clean_env():
+        executor = make_executor(folder, executor_options)
+        if per_job == 1:
+            jobs = executor.map_array(job, [u[0] for u in units], [u[1] for u in units]) if units else []
+        else:
+            group = DFTGroupJob(str(store.root), loader, options, str(store.root / "dft_work"))
+            groups = [[list(u) for u in units[i:i + per_job]] for i in range(0, len(units), per_job)]
+            # one job per group; the same job listed once per unit it runs
+            jobs = [j for j, g in zip(executor.map_array(group, groups), groups) for _ in g] if units else []
     record_path = store.root / SUBMISSIONS_FILE
     history = _history(store)
     history.append({"time": time.time(), "cluster": getattr(executor, "cluster", "?"),
@@ -201,7 +225,7 @@ def run_dft_stage(store, loader: str, options: dict[str, Any], executor_options:
         before = {u: _attempts(store, *u) for u in units}
         executor, jobs = submit(store, units, loader, options, executor_options)
         report.submitted += len(jobs)
-        report.job_ids += [j.job_id for j in jobs]
+        report.job_ids += [j for j in dict.fromkeys(x.job_id for x in jobs) if j not in report.job_ids]
         should_wait = (not is_scheduler(executor)) if wait is None else wait
         if not should_wait:
             report.waiting_on_scheduler = True

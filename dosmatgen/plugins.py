@@ -21,12 +21,15 @@ from dosmatgen.errors import InvalidRecordError
 SCREEN_EXECUTOR = "screen-executor"
 #: ``train_to_folder(config_dict, store, out, ...)`` of a distributed trainer
 DISTRIBUTED_TRAINING = "distributed-training"
+#: ``record(store_root)`` writes the scheduler's accounting of a run (node-/GPU-hours) into the run folder
+RUN_ACCOUNTING = "run-accounting"
 
 PROVIDERS: dict[tuple[str, str], str] = {
     (SCREEN_EXECUTOR, "ray"): "dosmatgen_cluster.executors:RayExecutor",
     (SCREEN_EXECUTOR, "dask"): "dosmatgen_cluster.executors:DaskExecutor",
     (SCREEN_EXECUTOR, "submitit"): "dosmatgen_cluster.executors:SubmititExecutor",
     (DISTRIBUTED_TRAINING, "ray"): "dosmatgen_cluster.ray_train:train_to_folder",
+    (RUN_ACCOUNTING, "slurm"): "dosmatgen_cluster.accounting:record_slurm_usage",
 }
 
 _REGISTRY: dict[tuple[str, str], Any] = {}

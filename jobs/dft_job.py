@@ -48,6 +48,18 @@ def slurm_vasp_launch(environ: Any = None) -> list[str]:
     return ["srun", "--overlap", f"--ntasks={cpus // 2}", "--cpus-per-task=2", "--cpu-bind=cores", "vasp_std"]
 
 
+def shared_node_vasp_launch(units: int, environ: Any = None) -> list[str]:
+    """VASP launch for one of ``units`` calculations sharing this job's node: ``cpus/2/units`` ranks x 2 CPUs,
+    ``--exact`` so that the concurrent steps get disjoint cores. The job must run its Python in the batch step
+    (``use_srun=False``, :class:`DFTGroupJob`), so that no step already holds the CPUs (no ``--overlap``)."""
+    env = os.environ if environ is None else environ
+    cpus = int(env.get("SLURM_CPUS_PER_TASK") or env.get("SLURM_CPUS_ON_NODE") or 0)
+    ranks = cpus // 2 // max(1, int(units))
+    if ranks < 1:
+        raise RuntimeError(f"{units} VASP units cannot share {cpus} CPUs (2 per rank)")
+    return ["srun", "--exact", "--nodes=1", f"--ntasks={ranks}", "--cpus-per-task=2", "--cpu-bind=cores", "vasp_std"]
+
+
 def engine_options(options: dict[str, Any], environ: Any = None) -> dict[str, Any]:
     """The engine options for this job: on Slurm (``SLURM_JOB_ID`` set) a VASP engine without a ``launch_cmd``
     gets :func:`slurm_vasp_launch`; everything else is passed through unchanged."""
@@ -94,6 +106,45 @@ class DFTJob(Checkpointable):
                 raise RuntimeError(f"inner srun for {target_id}/{k} exited with {proc.returncode} without a result")
             return {"target": target_id, "k": k, "srun": True}
         return run_dft_unit(self.store_root, target_id, int(k), self.loader, self.options, self.workdir)
+
+
+class DFTGroupJob(Checkpointable):
+    """Several small DFT units in ONE job, run concurrently on its node (``dft.submitit.units_per_job``).
+
+    ``DFTGroupJob(...)([[target, k], ...])``: one thread per unit, each computing in this process with its own
+    VASP launch (:func:`shared_node_vasp_launch`: the node's CPUs split evenly) unless the config gives a
+    ``launch_cmd``. Units already done are skipped; a failed unit is recorded by the run store and the job then
+    raises, naming every failed unit, so the driver retries them."""
+
+    def __init__(self, store_root: str, loader: str, options: dict[str, Any], workdir: str) -> None:
+        self.store_root = str(store_root)
+        self.loader = loader
+        self.options = dict(options)
+        self.workdir = str(workdir)
+
+    def unit_options(self, n_units: int, environ: Any = None) -> dict[str, Any]:
+        env = os.environ if environ is None else environ
+        out = dict(self.options)
+        if out.get("name") == "vasp" and not out.get("launch_cmd") and env.get("SLURM_JOB_ID"):
+            out["launch_cmd"] = shared_node_vasp_launch(n_units, env)
+        return out
+
+    def __call__(self, units: list) -> list[dict[str, Any]]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        opts = self.unit_options(len(units))
+        with ThreadPoolExecutor(max_workers=max(1, len(units))) as pool:
+            futures = [(tid, int(k), pool.submit(run_dft_unit, self.store_root, tid, int(k), self.loader, opts, self.workdir))
+                       for tid, k in units]
+        results, errors = [], []
+        for tid, k, fut in futures:
+            try:
+                results.append(fut.result())
+            except Exception as exc:  # recorded in the run store by dft_slot
+                errors.append(f"{tid}/{k}: {type(exc).__name__}: {exc}")
+        if errors:
+            raise RuntimeError(f"{len(errors)} of {len(units)} DFT units failed: " + "; ".join(errors))
+        return results
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,9 @@
 #SBATCH --cpus-per-task=128
 #SBATCH --time=04:00:00
 #SBATCH --output=%x-%j.out
+#SBATCH --signal=B:USR1@600
+#SBATCH --requeue
+#SBATCH --open-mode=append
 #
 # The HPC entry point of a screening run (NERSC Perlmutter conventions):
 #
@@ -45,6 +48,7 @@ dmg_setup_env
 
 JOB_DIR="${SCRATCH}/dosmatgen/slurm-${SLURM_JOB_ID:-local}"
 mkdir -p "$JOB_DIR"
+dmg_job_secrets "$JOB_DIR"   # per-job Ray token and Dask TLS credentials, mode 0600
 NUM_GPUS=$(dmg_gpus_per_task)
 NUM_CPUS=$(dmg_cpus_per_task)
 mapfile -t NODES < <(scontrol show hostnames "${SLURM_JOB_NODELIST}")
@@ -52,7 +56,11 @@ HEAD_NODE="${NODES[0]}"
 HEAD_IP=$(srun --nodes=1 --ntasks=1 -w "$HEAD_NODE" hostname --ip-address | awk '{print $1}')
 RAY_PORT="${DOSMATGEN_RAY_PORT:-6379}"
 export RAY_ADDRESS="${HEAD_IP}:${RAY_PORT}"
-echo "head node: ${HEAD_NODE} (${HEAD_IP}); nodes: ${#NODES[@]}; GPUs/node: ${NUM_GPUS}; CPUs/node: ${NUM_CPUS}"
+# what the driver waits for before it sizes its pools (sample.ray.expected_*, relax.dask.min_workers in the config)
+export DOSMATGEN_EXPECTED_NODES="${#NODES[@]}"
+export DOSMATGEN_EXPECTED_GPUS=$(( ${#NODES[@]} * NUM_GPUS ))
+export DOSMATGEN_DASK_EXPECTED_WORKERS=$(dmg_expected_dask_workers "${#NODES[@]}")
+echo "head node: ${HEAD_NODE} (${HEAD_IP}); nodes: ${#NODES[@]}; GPUs/node: ${NUM_GPUS}; CPUs/node: ${NUM_CPUS}; restart: ${SLURM_RESTART_COUNT:-0}"
 echo "dashboard: ssh -J ${USER:-you}@perlmutter.nersc.gov -L 8265:127.0.0.1:8265 ${USER:-you}@${HEAD_NODE}"
 
 DASHBOARD_ARGS=(--include-dashboard=false)
@@ -66,30 +74,32 @@ srun --nodes=1 --ntasks=1 -w "$HEAD_NODE" --export=ALL \
     --num-cpus="$NUM_CPUS" --num-gpus="$NUM_GPUS" "${DASHBOARD_ARGS[@]}" \
     --temp-dir="${DOSMATGEN_RAY_TMP:-/tmp/ray-${SLURM_JOB_ID:-local}}" --block \
     > "$JOB_DIR/ray-head.log" 2>&1 &
-sleep "${DOSMATGEN_RAY_HEAD_WAIT:-20}"
+dmg_wait_until "${DOSMATGEN_RAY_START_TIMEOUT:-300}" "Ray head ${RAY_ADDRESS} (see $JOB_DIR/ray-head.log)" \
+    "${DMG_RUN[@]}" ray status --address "$RAY_ADDRESS"
 if [ "${#NODES[@]}" -gt 1 ]; then
+    # no sleep: the driver waits until DOSMATGEN_EXPECTED_NODES/GPUS have joined (clear error after a timeout)
     srun --nodes=$(( ${#NODES[@]} - 1 )) --ntasks=$(( ${#NODES[@]} - 1 )) --exclude="$HEAD_NODE" --export=ALL \
         "${DMG_RUN[@]}" ray start --address="$RAY_ADDRESS" --num-cpus="$NUM_CPUS" --num-gpus="$NUM_GPUS" --block \
         > "$JOB_DIR/ray-workers.log" 2>&1 &
-    sleep "${DOSMATGEN_RAY_WORKER_WAIT:-10}"
 fi
 
-# --- Dask: scheduler on the head node, one worker per node, inside this allocation ----------------------
+# --- Dask (TLS): scheduler on the head node, one worker per GPU of every node, inside this allocation ----------
 export DOSMATGEN_DASK_SCHEDULER_FILE="$JOB_DIR/dask-scheduler.json"
-DASK_WORKER_THREADS="${DOSMATGEN_DASK_THREADS:-1}"
-DASK_WORKER_PROCS="${DOSMATGEN_DASK_WORKERS_PER_NODE:-$(( NUM_CPUS > 8 ? NUM_CPUS / 8 : 1 ))}"
+rm -f "$DOSMATGEN_DASK_SCHEDULER_FILE"   # a requeued job must not read the previous run's address
 srun --overlap --nodes=1 --ntasks=1 -w "$HEAD_NODE" --export=ALL \
     "${DMG_RUN[@]}" dask scheduler --scheduler-file "$DOSMATGEN_DASK_SCHEDULER_FILE" --host "$HEAD_IP" \
+    --protocol tls --tls-ca-file "$DOSMATGEN_DASK_TLS_DIR/ca.pem" --tls-cert "$DOSMATGEN_DASK_TLS_DIR/cert.pem" \
+    --tls-key "$DOSMATGEN_DASK_TLS_DIR/key.pem" \
     --dashboard-address 127.0.0.1:8787 > "$JOB_DIR/dask-scheduler.log" 2>&1 &
-for _ in $(seq 60); do [ -s "$DOSMATGEN_DASK_SCHEDULER_FILE" ] && break; sleep 2; done
-srun --overlap --nodes="${#NODES[@]}" --ntasks="${#NODES[@]}" --export=ALL \
-    "${DMG_RUN[@]}" dask worker --scheduler-file "$DOSMATGEN_DASK_SCHEDULER_FILE" \
-    --nworkers "$DASK_WORKER_PROCS" --nthreads "$DASK_WORKER_THREADS" --local-directory "${TMPDIR:-/tmp}" \
+dmg_wait_until "${DOSMATGEN_DASK_START_TIMEOUT:-120}" "Dask scheduler file $DOSMATGEN_DASK_SCHEDULER_FILE" \
+    test -s "$DOSMATGEN_DASK_SCHEDULER_FILE"
+srun --overlap --nodes="${#NODES[@]}" --ntasks="${#NODES[@]}" --ntasks-per-node=1 --export=ALL \
+    "${DMG_RUN[@]}" bash -c 'source "$0" && dmg_node_dask_workers' "${SCRIPT_DIR}/common.sh" \
     > "$JOB_DIR/dask-workers.log" 2>&1 &
 
 # --- the driver (this batch step, first node) -------------------------------------------------------------
 status=0
-"${DMG_RUN[@]}" dosmatgen screen "$CONFIG" "$@" || status=$?
+dmg_run_driver "${DMG_RUN[@]}" dosmatgen screen "$CONFIG" $(dmg_resume_args "$@") "$@" || status=$?
 
 # stop the services started above (background srun steps of this script only)
 kill $(jobs -p) 2>/dev/null || true

@@ -133,9 +133,73 @@ def test_driver_side_relax_counters_reach_the_metrics_endpoint():
     assert found == {RELAXED: 7.0, FAILED: 2.0}
 
 
-def test_actor_waiting_for_a_missing_gpu_times_out(tmp_path):
+def test_actor_waiting_for_a_missing_gpu_gets_no_shard(tmp_path):
+    """Three GPU actors on two GPUs: the third never starts, so it never holds a shard; the two others do them all."""
     store = small_store(tmp_path, n=12, shard_size=4)
-    with pytest.raises(TimeoutError, match="GPU that does not exist"):
-        ray_sampling.run_sampling(store.root, _units(store), "screen_helpers:load_slow_sampler", {"delay_s": 0},
-                                  num_actors=3, use_gpu=True, timeout_s=30, progress=False)
-    assert len(store.target("t0").pending("sample")) == 1  # the two real GPUs did their shards
+    rep = ray_sampling.run_sampling(store.root, _units(store), "screen_helpers:load_slow_sampler", {"delay_s": 0},
+                                    num_actors=3, use_gpu=True, timeout_s=60, progress=False)
+    assert rep.candidates == 12 and store.target("t0").pending("sample") == []
+
+
+def test_no_actor_can_start_is_a_timeout(tmp_path):
+    """Every GPU is taken: no sampling actor can start, and the driver says so instead of waiting forever."""
+    blockers = [ray.remote(num_gpus=1, num_cpus=0)(BlockGPU).remote() for _ in range(2)]
+    try:
+        ray.get([b.ready.remote() for b in blockers], timeout=120)
+        store = small_store(tmp_path, n=4, shard_size=4)
+        with pytest.raises(TimeoutError, match="GPU that does not exist"):
+            ray_sampling.run_sampling(store.root, _units(store), "screen_helpers:load_slow_sampler", {"delay_s": 0},
+                                      num_actors=1, use_gpu=True, timeout_s=10, progress=False)
+        assert store.target("t0").pending("sample") == [0]
+    finally:
+        for b in blockers:
+            ray.kill(b)
+
+
+class BlockGPU:
+    def ready(self) -> bool:
+        return True
+
+
+def test_failing_shard_is_retried_then_given_up_and_the_rest_finishes(tmp_path):
+    """A task error costs a shard one attempt (it is retried), not the stage; after max_shard_attempts it is
+    given up with its reason in the run store, and every other shard is sampled."""
+    store = small_store(tmp_path / "run", n=24, shard_size=4)
+    t = store.target("t0")
+    transient, poisoned = t.shard_seed(1), t.shard_seed(4)
+    rep = ray_sampling.run_sampling(store.root, _units(store), "fault_helpers:load_flaky_sampler",
+                                    {"fail": {str(transient): 1, str(poisoned): 99}, "counter_dir": str(tmp_path / "c")},
+                                    num_actors=2, use_gpu=False, timeout_s=120, max_shard_attempts=3, progress=False)
+    assert t.pending("sample") == [4]
+    assert rep.candidates == 20 and rep.actor_restarts == 0
+    assert [(g["target"], g["unit"], g["attempts"]) for g in rep.given_up] == [("t0", 4, 3)]
+    failures = store.manifest.failures("sample", "t0")
+    assert len(failures) == 1 and failures[0]["unit"] == 4 and failures[0]["given_up"] is True
+    assert "injected failure 3 of 99" in failures[0]["error"]
+    assert len(list((tmp_path / "c").glob(f"seed{transient}.*"))) == 1  # one failed attempt, then success
+
+
+def test_slow_replacement_actor_does_not_hold_the_requeued_shard(tmp_path):
+    """When an actor dies, its shard goes back to the live actors; the replacement only gets work once it has
+    started. Here the replacement takes 300 s to start: the run must not wait for it."""
+    store = small_store(tmp_path / "run", n=24, shard_size=4)
+    gate = tmp_path / "gate"
+    done_dir = tmp_path / "run" / "manifest" / "sample" / "t0"
+
+    def killer():
+        deadline = time.time() + 60
+        while time.time() < deadline and len(list(done_dir.glob("*.json"))) < 1:
+            time.sleep(0.05)
+        gate.write_text("replacements start slowly")
+        ray.kill(ray.get_actor("dosmatgen-sampler-0"), no_restart=True)
+
+    th = threading.Thread(target=killer)
+    th.start()
+    t0 = time.time()
+    rep = ray_sampling.run_sampling(store.root, _units(store), "fault_helpers:load_gated_sampler",
+                                    {"gate_file": str(gate), "constructor_sleep_s": 300, "delay_s": 0.5},
+                                    num_actors=2, use_gpu=False, timeout_s=120, progress=False)
+    th.join(60)
+    elapsed = time.time() - t0
+    assert rep.actor_restarts == 1 and rep.candidates == 24 and store.target("t0").pending("sample") == []
+    assert elapsed < 200, f"the run waited for the slow replacement actor ({elapsed:.0f} s)"

@@ -148,3 +148,81 @@ def test_dft_job_is_requeued_with_its_own_arguments():
     assert isinstance(again, submitit.helpers.DelayedSubmission)
     assert again.args == ("t0", 3) and again.function is job
     assert (again.function.store_root, again.function.options, again.function.srun_args) == ("/runs/x", {"name": "gpaw"}, ["srun", "-n", "4"])
+
+
+def test_submission_from_inside_a_slurm_job_does_not_leak_its_environment(tmp_path, monkeypatch):
+    """The driver runs inside the GPU allocation; the DFT array must not be submitted with its SLURM_*/SRUN_*
+    variables (submitit.helpers.clean_env), and the driver's environment is intact afterwards."""
+    import os
+
+    import dosmatgen_cluster.submitit_dft as sd
+
+    store = _prepared(tmp_path / "run", top_k=1)
+    for k, v in {"SLURM_JOB_ID": "777", "SLURM_CPUS_PER_TASK": "128", "SLURM_TRES_PER_TASK": "gres/gpu=4",
+                 "SRUN_DEBUG": "3", "SLURM_JOB_NODELIST": "nid[001-004]", "DOSMATGEN_KEEP": "yes"}.items():
+        monkeypatch.setenv(k, v)
+    seen = {}
+
+    class FakeJob:
+        job_id = "9001_0"
+
+    class FakeExecutor:
+        cluster = "slurm"
+
+        def map_array(self, fn, *args):
+            seen["env"] = dict(os.environ)
+            return [FakeJob() for _ in args[0]]
+
+    def fake_make_executor(folder, options):
+        seen["env_at_creation"] = {k for k in os.environ if k.startswith("SLURM_")}
+        return FakeExecutor()
+
+    monkeypatch.setattr(sd, "make_executor", fake_make_executor)
+    sd.submit(store, [("t0", 0)], "screen_helpers:load_test_engine", {}, {"cluster": "slurm"})
+    leaked = sorted(k for k in seen["env"] if k.startswith(("SLURM_", "SRUN_", "SBATCH_")))
+    assert leaked == [] and seen["env_at_creation"] == set()
+    assert seen["env"]["DOSMATGEN_KEEP"] == "yes"
+    assert os.environ["SLURM_JOB_ID"] == "777" and os.environ["SRUN_DEBUG"] == "3"  # restored for the driver
+
+
+def test_dft_jobs_can_start_python_inside_a_container(tmp_path):
+    from dosmatgen_cluster.submitit_dft import make_executor
+
+    ex = make_executor(tmp_path, {"cluster": "slurm", "python": "shifter --image=docker:me/dosmatgen:1 python"})
+    assert ex._executor.python == "shifter --image=docker:me/dosmatgen:1 python"
+    assert "python" not in ex._executor.parameters  # not passed on as an sbatch option
+
+
+def test_vasp_command_lines_fill_or_share_a_perlmutter_cpu_node():
+    from dosmatgen_jobs.dft_job import DFTGroupJob, engine_options, shared_node_vasp_launch, slurm_vasp_launch
+
+    node = {"SLURM_JOB_ID": "1", "SLURM_CPUS_PER_TASK": "256"}  # a whole CPU node: 128 cores x 2 threads
+    assert slurm_vasp_launch(node) == ["srun", "--overlap", "--ntasks=128", "--cpus-per-task=2", "--cpu-bind=cores", "vasp_std"]
+    assert engine_options({"name": "vasp"}, node)["launch_cmd"][2] == "--ntasks=128"
+    assert shared_node_vasp_launch(4, node) == ["srun", "--exact", "--nodes=1", "--ntasks=32", "--cpus-per-task=2",
+                                                "--cpu-bind=cores", "vasp_std"]
+    assert DFTGroupJob("/r", "l:f", {"name": "vasp"}, "/w").unit_options(2, node)["launch_cmd"][3] == "--ntasks=64"
+    assert DFTGroupJob("/r", "l:f", {"name": "gpaw"}, "/w").unit_options(2, node) == {"name": "gpaw"}
+    with pytest.raises(RuntimeError, match="cannot share 4 CPUs"):
+        shared_node_vasp_launch(4, {"SLURM_CPUS_PER_TASK": "4"})
+
+
+def test_grouped_units_run_in_the_batch_step(tmp_path):
+    from dosmatgen_cluster.submitit_dft import make_executor
+
+    grouped = make_executor(tmp_path, {"cluster": "slurm", "units_per_job": 4, "cpus_per_task": 256})
+    single = make_executor(tmp_path, {"cluster": "slurm", "cpus_per_task": 256})
+    assert grouped._executor.parameters["use_srun"] is False and single._executor.parameters.get("use_srun", True) is True
+
+
+def test_several_units_share_one_job(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(TESTS_DIR))
+    store = _prepared(tmp_path / "run", top_k=3)
+    rep = run_dft_stage(store, "screen_helpers:load_test_engine", {}, {"cluster": "local", "timeout_min": 5, "units_per_job": 2},
+                        max_attempts=1, timeout_s=300, progress=False)
+    assert store.target("t0").pending("dft") == [] and rep.completed == 3
+    import json
+
+    (h,) = json.loads((store.root / SUBMISSIONS_FILE).read_text())
+    ids = [j["job_id"] for j in h["jobs"]]
+    assert len(ids) == 3 and len(set(ids)) == 2 and ids[0] == ids[1]  # units 0 and 1 in one job, unit 2 in another

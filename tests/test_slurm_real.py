@@ -111,11 +111,14 @@ def test_relax_stage_on_a_dask_jobqueue_slurm_cluster(tmp_path):
     from dosmatgen.screen.baseline import load_random_sampler
     from dosmatgen.screen.stages import FilterConfig, sample_shard
 
+    from dosmatgen_cluster import tls
+
     store = small_store(tmp_path / "run", n=6, shard_size=3)
     sampler = load_random_sampler(["Al", "Cu", "Ni"], 14.0, 1.5)
     for s in range(2):
         sample_shard(store, "t0", s, sampler)
-    opts = {"cluster": "slurm_cluster", "queue": "debug", "cores": 1, "processes": 1, "memory": "1GB",
+    creds = tls.make_credentials(tmp_path / "tls")  # the worker jobs read the run's credentials (shared file system)
+    opts = {"cluster": "slurm_cluster", "tls_dir": str(creds.folder), "queue": "debug", "cores": 1, "processes": 1, "memory": "1GB",
             "walltime": "00:10:00", "interface": "lo", "python": sys.executable, "jobs": 1, "min_workers": 1,
             "wait_timeout_s": 300, "log_directory": str(tmp_path / "dask-logs"), "local_directory": str(tmp_path / "w")}
     with dask_client(opts) as client:
@@ -124,3 +127,34 @@ def test_relax_stage_on_a_dask_jobqueue_slurm_cluster(tmp_path):
                         timeout_s=300, progress=False)
     assert (rep.shards, rep.relaxed) == (2, 6) and store.target("t0").pending("relax") == []
     assert os.getpid() not in rep.worker_pids
+
+
+def test_dft_submitted_from_inside_a_gpu_job_gets_a_clean_environment(tmp_path):
+    """The screen driver submits the DFT array from inside its GPU allocation. The DFT job must not inherit that
+    job's Slurm variables (here SLURM_GPUS_PER_TASK and SLURM_MEM_PER_NODE, which its own srun would obey)."""
+    from test_cluster_submitit_dft import _prepared
+
+    store = _prepared(tmp_path / "run", top_k=1)
+    env_out = tmp_path / "dft-env.json"
+    ids_out = tmp_path / "ids.json"
+    code = (
+        "import json; from dosmatgen.runstore import RunStore; from dosmatgen_cluster.submitit_dft import run_dft_stage; "
+        f"s = RunStore.open({str(store.root)!r}, mode='r+'); "
+        f"r = run_dft_stage(s, 'fault_helpers:load_env_recording_engine', {{'out': {str(env_out)!r}}}, "
+        "{'cluster': 'slurm', 'slurm_partition': 'debug', 'timeout_min': 10, 'cpus_per_task': 1}, max_attempts=1, progress=False); "
+        f"open({str(ids_out)!r}, 'w').write(json.dumps(r.job_ids))"
+    )
+    outer = tmp_path / "outer.sh"
+    outer.write_text(f"#!/bin/bash\nset -e\necho outer GPUs=$SLURM_GPUS_PER_TASK mem=$SLURM_MEM_PER_NODE\n{sys.executable} -c \"{code}\"\n")
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{TESTS_DIR}"}
+    proc = subprocess.run(["sbatch", "--wait", "--ntasks=1", "--cpus-per-task=1", "--gpus-per-task=4", "--mem=1000", "--time=00:10:00",
+                           f"--output={tmp_path / 'outer.out'}", str(outer)], capture_output=True, text=True, timeout=600,
+                          env=env)
+    log = (tmp_path / "outer.out").read_text() if (tmp_path / "outer.out").exists() else ""
+    assert proc.returncode == 0, proc.stderr + log
+    assert "outer GPUs=4 mem=1000" in log  # the variables that must not leak exist in the submitting job
+    (job_id,) = json.loads(ids_out.read_text())
+    subprocess.run(["bash", "-c", f"while squeue -h -j {job_id} 2>/dev/null | grep -q .; do sleep 1; done"], timeout=600)
+    inner = json.loads(env_out.read_text())
+    assert inner["SLURM_JOB_ID"] != "" and "SLURM_GPUS_PER_TASK" not in inner
+    assert inner.get("SLURM_MEM_PER_NODE") != "1000"

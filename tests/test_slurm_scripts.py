@@ -131,3 +131,128 @@ def test_dft_collect_forwards_options_to_the_dosmatgen_entry_point(tmp_path):
                           text=True, timeout=60, env=env)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "calls.log").read_text().splitlines() == ["dosmatgen screen cfg.yaml --resume --no-progress"]
+
+
+def _fake_bin(tmp_path: Path, name: str, body: str) -> Path:
+    d = tmp_path / "bin"
+    d.mkdir(exist_ok=True)
+    f = d / name
+    f.write_text("#!/bin/bash\n" + body + "\n")
+    f.chmod(0o755)
+    return d
+
+
+def _bash(script: str, env: dict, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-c", f"source {SLURM / 'common.sh'} && {script}"], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ({"SLURM_TRES_PER_TASK": "gres/gpu=4", "SLURM_CPUS_PER_TASK": "128"}, ["0", "1", "2", "3"]),
+        ({"SLURM_TRES_PER_TASK": "gres/gpu=2", "SLURM_CPUS_PER_TASK": "64", "CUDA_VISIBLE_DEVICES": "2,3"}, ["2", "3"]),
+    ],
+)
+def test_one_dask_worker_per_gpu_pinned_with_cuda_visible_devices(tmp_path, env, expected):
+    log = tmp_path / "dask.log"
+    bindir = _fake_bin(tmp_path, "dask", f'echo "CVD=$CUDA_VISIBLE_DEVICES OMP=$OMP_NUM_THREADS $*" >> {log}')
+    run_env = {"PATH": f"{bindir}:/usr/bin:/bin", "DOSMATGEN_DASK_SCHEDULER_FILE": "/s/sched.json",
+               "DOSMATGEN_DASK_TLS_DIR": "/s/tls", **env}
+    proc = _bash("dmg_node_dask_workers", run_env)
+    assert proc.returncode == 0, proc.stderr
+    lines = sorted(log.read_text().splitlines())
+    assert [ln.split()[0] for ln in lines] == [f"CVD={g}" for g in expected]
+    threads = int(env["SLURM_CPUS_PER_TASK"]) // len(expected)
+    for ln in lines:
+        assert f"OMP={threads} worker --scheduler-file /s/sched.json" in ln and "--nworkers 1" in ln
+        assert "--tls-ca-file /s/tls/ca.pem --tls-cert /s/tls/cert.pem --tls-key /s/tls/key.pem" in ln
+        assert "--resources GPU=1" in ln
+    assert _bash("dmg_expected_dask_workers 4", run_env).stdout.strip() == str(4 * len(expected))
+
+
+def test_cpu_nodes_get_cpu_workers(tmp_path):
+    log = tmp_path / "dask.log"
+    bindir = _fake_bin(tmp_path, "dask", f'echo "CVD=${{CUDA_VISIBLE_DEVICES:-none}} $*" >> {log}')
+    env = {"PATH": f"{bindir}:/usr/bin:/bin", "DOSMATGEN_DASK_SCHEDULER_FILE": "/s/f", "DOSMATGEN_DASK_TLS_DIR": "/t",
+           "SLURM_CPUS_PER_TASK": "32"}
+    assert _bash("dmg_node_dask_workers", env).returncode == 0
+    (line,) = log.read_text().splitlines()
+    assert line.startswith("CVD=none") and "--nworkers 4" in line
+
+
+def test_walltime_signal_stops_the_driver_and_requeues(tmp_path):
+    """USR1 (sbatch --signal=B:USR1@600) reaches the batch shell: the driver gets SIGTERM and the job is requeued."""
+    calls = tmp_path / "scontrol.calls"
+    bindir = _fake_bin(tmp_path, "scontrol", f'echo "$*" >> {calls}')
+    driver = tmp_path / "driver.sh"
+    driver.write_text(f"trap 'echo stopped > {tmp_path}/driver.out; exit 143' TERM\nwhile true; do sleep 0.1; done\n")
+    env = {"PATH": f"{bindir}:/usr/bin:/bin", "SLURM_JOB_ID": "4242", "DOSMATGEN_STOP_GRACE_S": "20"}
+    import os
+    import signal
+    import time
+
+    p = subprocess.Popen(["bash", "-c", f"source {SLURM / 'common.sh'} && dmg_run_driver bash {driver}; echo rc=$?"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    time.sleep(1.0)
+    t0 = time.time()
+    os.kill(p.pid, signal.SIGUSR1)
+    out, err = p.communicate(timeout=60)
+    assert time.time() - t0 < 15
+    assert (tmp_path / "driver.out").read_text().strip() == "stopped"  # the driver got SIGTERM and exited
+    assert calls.read_text().split() == ["requeue", "4242"]
+    assert "rc=0" in out and "requeueing job 4242" in err
+
+
+def test_driver_exit_status_passes_through_without_a_signal(tmp_path):
+    env = {"PATH": "/usr/bin:/bin"}
+    assert _bash("dmg_run_driver bash -c 'exit 3'; echo rc=$?", env).stdout.strip() == "rc=3"
+
+
+@pytest.mark.parametrize("restarts, args, expected", [("0", "", ""), ("1", "", "--resume"), ("2", "--resume", ""),
+                                                      ("", "--set a=b", "")])
+def test_requeued_job_resumes(restarts, args, expected):
+    env = {"PATH": "/usr/bin:/bin", "SLURM_RESTART_COUNT": restarts}
+    assert _bash(f"dmg_resume_args {args}", env).stdout.strip() == expected
+
+
+def test_wait_until_polls_and_fails_clearly(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "DMG_POLL_S": "0.2"}
+    flag = tmp_path / "ready"
+    ok = subprocess.Popen(["bash", "-c", f"source {SLURM / 'common.sh'} && dmg_wait_until 20 thing test -e {flag} && echo up"],
+                          stdout=subprocess.PIPE, text=True, env=env)
+    import time
+
+    time.sleep(1)
+    flag.write_text("")
+    assert ok.communicate(timeout=30)[0].strip() == "up"
+    proc = _bash("dmg_wait_until 1 'Ray head 10.0.0.1:6379' false", env)
+    assert proc.returncode == 1 and "Ray head 10.0.0.1:6379 not ready after 1 s" in proc.stderr
+
+
+def test_job_secrets_are_fresh_private_files(tmp_path):
+    import os
+    import sys
+
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "PYTHONPATH": str(SLURM.parent), "HOME": str(tmp_path)}
+    script = f'DMG_RUN=(); dmg_job_secrets {tmp_path}/job && echo "$RAY_AUTH_MODE $RAY_AUTH_TOKEN_PATH $DOSMATGEN_DASK_TLS_DIR"'
+    first = _bash(script, env)
+    assert first.returncode == 0, first.stderr
+    mode, token_path, tls_dir = first.stdout.split()
+    assert mode == "token" and token_path == str(tmp_path / "job" / "ray_auth_token") and tls_dir == str(tmp_path / "job" / "tls")
+    token = Path(token_path).read_text()
+    assert len(token) == 64 and os.stat(token_path).st_mode & 0o777 == 0o600
+    for name in ("ca.pem", "cert.pem", "key.pem"):
+        assert os.stat(Path(tls_dir) / name).st_mode & 0o777 == 0o600
+    again = _bash(script, env)  # a requeued job: new secrets
+    assert again.returncode == 0, again.stderr
+    assert Path(token_path).read_text() != token
+
+
+@pytest.mark.parametrize("name", ["screen.sh", "train.sh"])
+def test_gpu_scripts_requeue_at_walltime_and_never_sleep_blindly(name):
+    d = _directives(SLURM / name)
+    assert any(re.fullmatch(r"--signal=B:USR1@\d+", x) for x in d) and "--requeue" in d
+    text = (SLURM / name).read_text()
+    assert "dmg_run_driver" in text and "dmg_resume_args" in text and "dmg_job_secrets" in text
+    assert not re.search(r"^\s*sleep ", text, re.M)

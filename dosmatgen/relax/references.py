@@ -26,10 +26,15 @@ The reference set (what :func:`reference_candidates` builds for element Z):
 Each element is relaxed once (batched, all candidates of all missing elements in one run) and stored in
 a JSON cache keyed by the MLFF's ``cache_key`` (name@version), so a different model never reuses another
 model's references. Only the elements asked for are computed (lazily).
+
+Many processes may share one cache file (a screen's Dask workers all use ``<run>/references/elemental.json``):
+computing missing elements happens under an exclusive lock on ``<cache>.lock`` (``fcntl.flock``), and the cache
+is re-read once the lock is held, so each element is relaxed by exactly one process and the others read it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -188,17 +193,37 @@ class ElementalReferences:
         with atomic_write(self.cache_path) as fh:
             fh.write(json.dumps(payload, indent=1))
 
+    @contextlib.contextmanager
+    def _exclusive(self):
+        """Hold an exclusive lock on ``<cache>.lock`` (other processes sharing the cache wait)."""
+        import fcntl
+
+        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.cache_path.with_name(self.cache_path.name + ".lock"), "a") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
     @property
     def known(self) -> dict[int, float]:
         return {int(v["z"]): float(v["energy_per_atom"]) for v in self._entries.values()}
 
     def ensure(self, elements: Iterable[int]) -> None:
         """Compute and cache every element of ``elements`` that is not cached yet (one batched relaxation)."""
+        wanted = {int(z) for z in elements}
+        if not wanted - set(self.known):
+            return
+        with self._exclusive():
+            self._entries.update(self._load())  # another process may have computed them while we waited
+            missing = sorted(wanted - set(self.known))
+            if missing:
+                self._compute(missing)
+
+    def _compute(self, missing: list[int]) -> None:
         from dosmatgen.relax.batched_fire import BatchedRelaxer, RelaxSettings
 
-        missing = sorted({int(z) for z in elements} - set(self.known))
-        if not missing:
-            return
         unsupported = [z for z in missing if z not in self.mlff.supported_elements]
         if unsupported:
             raise InvalidRecordError(f"{self.mlff.name} does not support {', '.join(symbol(z) for z in unsupported)}: no reference energy")

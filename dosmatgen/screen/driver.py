@@ -13,15 +13,18 @@ in the driver process (laptops, debugging, tiny runs); the others come from the 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
+from dosmatgen import plugins
 from dosmatgen.dotted import resolve_callable
 from dosmatgen.runstore import RunStore
 from dosmatgen.screen.config import ScreenConfig, StageConfig, load_screen_config
 from dosmatgen.screen.executors import DFTWork, ScreenExecutor, ShardWork, make_executor
 from dosmatgen.screen.library_stages import site_dos_predictor
 from dosmatgen.screen.pending import pending_shards
+from dosmatgen.screen.relax_options import run_relaxer_options
 from dosmatgen.screen.stages import select_top_k
 from dosmatgen.screen.summary import format_summary, write_summary
 from dosmatgen.screen.targets import run_layout, target_plans
@@ -59,18 +62,32 @@ def check_screen(config: str | Path, overrides: dict[str, Any] | None = None) ->
     return cfg
 
 
-def shard_work(cfg: ScreenConfig, stage: str) -> ShardWork:
+def shard_work(cfg: ScreenConfig, stage: str, store: RunStore) -> ShardWork:
     s = stage_config(cfg, stage)
-    return ShardWork(stage, s.loader, dict(s.options), cfg.filters_by_target() if stage == "relax" else None)  # type: ignore[arg-type]
+    if stage != "relax":
+        return ShardWork(stage, s.loader, dict(s.options), None)  # type: ignore[arg-type]
+    # the relaxers of every worker share the run's elemental references (computed once per run)
+    return ShardWork(stage, s.loader, run_relaxer_options(s.loader, dict(s.options), store.root), cfg.filters_by_target())
 
 
 def run_shard_stage(cfg: ScreenConfig, store: RunStore, stage: str, executor: ScreenExecutor, progress: bool) -> dict[str, Any]:
     units = pending_shards(store, stage)
     if stage != "rank":
-        return executor.map_shards(store, shard_work(cfg, stage), units, progress=progress) if units else {"shards": 0}
-    report = executor.map_shards(store, shard_work(cfg, stage), units, progress=progress) if units else {"shards": 0, "scored": 0}
+        return executor.map_shards(store, shard_work(cfg, stage, store), units, progress=progress) if units else {"shards": 0}
+    report = executor.map_shards(store, shard_work(cfg, stage, store), units, progress=progress) if units else {"shards": 0, "scored": 0}
     report["selected"] = {t.id: int(select_top_k(store, t.id).size) for t in store.targets()}
     return report
+
+
+def record_scheduler_usage(store: RunStore) -> None:
+    """On Slurm (``SLURM_JOB_ID`` set), the ``slurm`` run-accounting provider writes the node- and GPU-hours of the
+    run's jobs (sacct) into the run folder for the summary. Elsewhere nothing is recorded."""
+    if not os.environ.get("SLURM_JOB_ID"):
+        return
+    try:
+        plugins.lookup(plugins.RUN_ACCOUNTING, "slurm")(store.root)
+    except plugins.PluginUnavailable as exc:
+        log.warning("no Slurm accounting for this run: %s", exc)
 
 
 def run_screen(config: str | Path, *, resume: bool = False, overrides: dict[str, Any] | None = None,
@@ -91,6 +108,7 @@ def run_screen(config: str | Path, *, resume: bool = False, overrides: dict[str,
             return {"stages": stages, "summary": None, "store": str(store.root)}
     stages["dft"] = run_on["dft"].run_dft(store, DFTWork(cfg.dft.loader, dict(cfg.dft.options), cfg.dft_max_attempts),
                                           wait=wait_dft, progress=progress)
+    record_scheduler_usage(store)
     summary = write_summary(store, predict_site_dos=site_dos_predictor(cfg.rank.loader, dict(cfg.rank.options)))
     summary["dft_waiting_on_scheduler"] = bool(stages["dft"].get("waiting_on_scheduler"))
     print(format_summary(summary))

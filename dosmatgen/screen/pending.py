@@ -11,8 +11,15 @@ Unit = tuple[str, int]
 
 
 def pending_shards(store: RunStore, stage: str) -> list[Unit]:
-    """The (target, shard) units of ``stage`` (sample, relax or rank) that the manifest does not mark done."""
-    return [(t.id, s) for t in store.targets() for s in t.pending(stage)]
+    """The (target, shard) units of ``stage`` (sample, relax or rank) that the manifest does not mark done, less the
+    shards a stage gave up after its retries (:func:`dosmatgen.screen.stages.given_up_shards`)."""
+    from dosmatgen.screen.stages import given_up_shards
+
+    out: list[Unit] = []
+    for t in store.targets():
+        given_up = given_up_shards(store, t.id)
+        out += [(t.id, s) for s in t.pending(stage) if s not in given_up]
+    return out
 
 
 def pending_units(store: RunStore, max_attempts: int) -> tuple[list[Unit], list[dict[str, Any]]]:

@@ -218,12 +218,24 @@ def rank_shard(store: RunStore, target_id: str, shard: int, scorer: Scorer) -> i
     return len(keep)
 
 
+def given_up_shards(store: RunStore, target_id: str) -> dict[int, dict[str, Any]]:
+    """Shards that a distributed stage gave up after its retries (failure record with ``given_up``), by shard:
+    the failure record of the earliest stage. Later stages skip them and selection ranks the others."""
+    out: dict[int, dict[str, Any]] = {}
+    for stage in ("rank", "relax", "sample"):
+        for f in store.manifest.failures(stage, target_id):
+            if f.get("given_up") and not store.manifest.is_done(stage, target_id, f["unit"]):
+                out[int(f["unit"])] = f
+    return out
+
+
 def select_top_k(store: RunStore, target_id: str) -> np.ndarray:
-    """Write the K best-scoring rows (ties broken by row index) once; return them (rows, best first)."""
+    """Write the K best-scoring rows (ties broken by row index) once; return them (rows, best first).
+    Shards given up by a stage (:func:`given_up_shards`) are left out."""
     t = store.target(target_id)
     if store.manifest.is_done("select", target_id, 0):
         return t.selection()[0]
-    missing = t.pending("rank")
+    missing = [s for s in t.pending("rank") if s not in given_up_shards(store, target_id)]
     if missing:
         raise StoreError(f"cannot select target {target_id!r}: rank shards {missing[:5]} are not done")
     scores = t.column("rank/score")

@@ -53,6 +53,55 @@ def stage_counts(store: RunStore) -> dict[str, dict[str, int]]:
     return out
 
 
+#: stages whose units record their run time (``seconds``) in the manifest
+TIMED_STAGES = ("sample", "relax", "dft")
+
+
+def stage_accounting(store: RunStore) -> dict[str, Any]:
+    """Compute time per stage: the sum of the manifests' ``seconds`` (one unit holds one worker: one GPU for a GPU
+    actor or a GPU-pinned Dask worker, one CPU node for a VASP DFT job) as ``worker_hours``; plus, when the cluster
+    side recorded them (``<run>/accounting/slurm.json``, from sacct), the Slurm jobs' node-hours and GPU-hours."""
+    stages: dict[str, Any] = {}
+    for stage in TIMED_STAGES:
+        seconds, units = 0.0, 0
+        for t in store.targets():
+            for unit in store.manifest.done_units(stage, t.id):
+                seconds += float(store.manifest.done_info(stage, t.id, unit).get("seconds", 0.0))
+                units += 1
+        stages[stage] = {"units": units, "worker_hours": seconds / 3600.0}
+    out: dict[str, Any] = {"stages": stages}
+    slurm = store.root / "accounting" / "slurm.json"
+    if slurm.is_file():
+        recorded = json.loads(slurm.read_text())
+        jobs = recorded["jobs"]
+        if recorded.get("error"):
+            out["slurm_error"] = recorded["error"]
+        out["slurm"] = {role: {"jobs": sum(1 for j in jobs if j.get("role") == role),
+                               "node_hours": sum(j["node_hours"] for j in jobs if j.get("role") == role),
+                               "gpu_hours": sum(j["gpu_hours"] for j in jobs if j.get("role") == role)}
+                        for role in ("screen", "dft")}
+    return out
+
+
+def accounting_markdown(acc: dict[str, Any]) -> str:
+    lines = ["", "## Compute", "", "| stage | units | worker-hours |", "|---|---|---|"]
+    lines += [f"| {k} | {v['units']} | {v['worker_hours']:.4g} |" for k, v in acc["stages"].items()]
+    if acc.get("slurm_error"):
+        lines += ["", f"Slurm accounting unavailable: {acc['slurm_error']}"]
+    elif "slurm" in acc:
+        lines += ["", "| Slurm jobs (sacct) | jobs | node-hours | GPU-hours |", "|---|---|---|---|"]
+        lines += [f"| {k} | {v['jobs']} | {v['node_hours']:.4g} | {v['gpu_hours']:.4g} |" for k, v in acc["slurm"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def failed_shards(store: RunStore) -> list[dict[str, Any]]:
+    """Shards given up after their retries, with the stage, the attempts and the last error."""
+    from dosmatgen.screen.stages import given_up_shards
+
+    return [{"target": t.id, "shard": shard, "stage": f["stage"], "attempts": int(f.get("attempts", 0)), "error": f["error"]}
+            for t in store.targets() for shard, f in sorted(given_up_shards(store, t.id).items())]
+
+
 def flag_reasons(store: RunStore) -> dict[str, dict[str, int]]:
     out = {}
     for t in store.targets():
@@ -176,14 +225,16 @@ def write_summary(store: RunStore, out_dir: str | Path | None = None,
 
     out = Path(out_dir or store.root / "summary")
     out.mkdir(parents=True, exist_ok=True)
-    summary = {"run": str(store.root), "counts": stage_counts(store), "filter_reasons": flag_reasons(store)}
+    summary = {"run": str(store.root), "counts": stage_counts(store), "filter_reasons": flag_reasons(store),
+               "failed_shards": failed_shards(store)}
     table = ranked_rows(store)
     with open(out / "ranked.csv", "w", newline="") as fh:
         if table:
             w = csv.DictWriter(fh, fieldnames=list(table[0]))
             w.writeheader()
             w.writerows(table)
-    (out / "ranked.md").write_text(ranked_markdown(table))
+    summary["accounting"] = stage_accounting(store)
+    (out / "ranked.md").write_text(ranked_markdown(table) + accounting_markdown(summary["accounting"]))
     summary["cifs"] = write_top_cifs(store, out / "cifs")
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for t in store.targets():

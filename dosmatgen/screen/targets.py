@@ -23,11 +23,15 @@ def conditioning_dos(t: TargetConfig) -> tuple[np.ndarray | None, dict]:
 
 
 def target_plans(cfg: ScreenConfig) -> list[TargetPlan]:
-    """One plan per target: candidate row r gets ``num_atoms[r // candidates_per_num_atoms]`` atoms."""
+    """One plan per target: ``candidates_per_num_atoms`` candidates of each size, mixed so that every shard holds
+    the same mix of sizes (:func:`dosmatgen.screen.shard_mix.balanced_order`)."""
+    from dosmatgen.screen.shard_mix import balanced_order
+
     plans = []
     for t in cfg.targets:
         cond, meta = conditioning_dos(t)
-        num_atoms = np.repeat(np.asarray(t.num_atoms, dtype=np.int64), t.candidates_per_num_atoms)
+        num_atoms = balanced_order(np.repeat(np.asarray(t.num_atoms, dtype=np.int64), t.candidates_per_num_atoms),
+                                   cfg.shard_size)
         plans.append(TargetPlan(t.id, num_atoms, cond, {**meta, "site": t.site, "num_atoms": list(t.num_atoms)}))
     return plans
 
