@@ -120,3 +120,16 @@ def test_masked_gradients_zero_the_unconditioned_atoms_only():
     assert torch.all((masked.atom_types[~off] - state.atom_types[~off]).abs().sum(-1) > 0)
     # the lattice (global) is guided either way
     assert torch.allclose(masked.lattice, free.lattice) and not torch.equal(masked.lattice, state.lattice)
+
+
+@pytest.mark.parametrize("flag", [False, True])
+def test_the_sampling_request_option_reaches_the_guidance(flag):
+    from types import SimpleNamespace
+
+    from dosmatgen.sampling.generate import build_guidance
+    from dosmatgen.sampling.request import SamplingRequest
+
+    request = SamplingRequest(checkpoint="x.pt", guidance="classifier", mask_classifier_gradients=flag)
+    prepared = SimpleNamespace(guidance_name="classifier", request=request, regressor=SliceRegressor(), unconditional_model=None)
+    guidance = build_guidance(prepared)
+    assert isinstance(guidance, ClassifierGuidance) and guidance.mask_gradients is flag
