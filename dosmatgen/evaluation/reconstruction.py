@@ -62,8 +62,10 @@ class ReconstructionRun:
                 "failed_batches": list(self.failed_batches)}
 
 
-def build_guidance(name: str, *, w: float = 1.0, regressor: nn.Module | None = None, strength: float = 50.0) -> Guidance:
-    """The sampler's guidance strategy for a protocol mode."""
+def build_guidance(name: str, *, w: float = 1.0, regressor: nn.Module | None = None, strength: float = 50.0,
+                   unconditional_model: nn.Module | None = None) -> Guidance:
+    """The sampler's guidance strategy for a protocol mode (``unconditional_model``: classifier guidance's separate
+    unconditional denoiser; None = the sampled denoiser with its condition dropped)."""
     if name == "cfg":
         return ClassifierFreeGuidance(w=float(w))
     if name in ("none", "uncond"):  # uncond: no guidance term, and reconstruct() masks the condition out
@@ -71,7 +73,7 @@ def build_guidance(name: str, *, w: float = 1.0, regressor: nn.Module | None = N
     if name == "classifier":
         if regressor is None:
             raise ValueError("classifier guidance needs a regressor")
-        return ClassifierGuidance(regressor, strength=float(strength))
+        return ClassifierGuidance(regressor, strength=float(strength), unconditional_model=unconditional_model)
     raise ValueError(f"unknown guidance {name!r}")
 
 
@@ -99,6 +101,7 @@ def reconstruct(
     step_lr: float = 5e-6,
     seed: int = 0,
     batch_size: int = 32,
+    mask_all: bool = False,
 ) -> ReconstructionRun:
     """Generate one structure per template (see the module docstring).
 
@@ -106,6 +109,7 @@ def reconstruct(
         templates: the ground-truth structures (atom counts and, for t_start < T, the start).
         scaled_site_dos: per template, its (n_atoms, 400) site DOS scaled with the DENOISER's scaler.
         t_start: 1..T; batch k uses the generator ``shard_seed(seed, setting_stream(t_start), k)``.
+        mask_all: mask the condition out whatever the guidance (the ``masked`` negative control).
     """
     if len(templates) != len(scaled_site_dos):
         raise ValueError(f"{len(templates)} templates but {len(scaled_site_dos)} DOS arrays")
@@ -124,7 +128,7 @@ def reconstruct(
         try:
             clean = diffusion.clean_state(collate_crystals(chunk).to(device))
             start = template_start(diffusion, clean, int(t_start), gen)
-            cond = all_sites_condition(scaled_site_dos[lo : lo + batch_size], masked=guidance_name == "uncond")
+            cond = all_sites_condition(scaled_site_dos[lo : lo + batch_size], masked=mask_all or guidance_name == "uncond")
             out = sampler.run(start, cond, guidance, (), gen)
         except (RuntimeError, ValueError, FloatingPointError) as exc:
             msg = f"batch {k} ({guidance_name}, t_start {t_start}): {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
