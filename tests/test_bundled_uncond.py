@@ -23,3 +23,27 @@ def test_the_bundled_unconditional_model_fits_dosmatgen_small():
     loaded = load_unconditional(DEFAULT_UNCONDITIONAL, small, resolve_checkpoint("bundled:dosmatgen-small"))
     assert loaded.model is not None and "separate unconditional model" in loaded.describe()
     assert load_unconditional("cfg", small, path).model is None
+
+
+def test_an_unconditional_run_warm_starts_from_the_conditioned_model_without_its_projection():
+    from pathlib import Path
+
+    import pytest
+    import torch
+
+    from dosmatgen.errors import CheckpointError
+    from dosmatgen.model.cspnet import CSPNetDenoiser
+    from dosmatgen.training.config import load_run_config
+    from dosmatgen.training.warm_start import warm_start_weights
+
+    config = load_run_config(Path(__file__).resolve().parents[1] / "configs" / "model" / "small-uncond.yaml")
+    weights = warm_start_weights("bundled:dosmatgen-small", config)
+    model = CSPNetDenoiser(config.model)
+    model.load_state_dict(weights)  # strict: exactly the unconditional network's keys
+    source = load_checkpoint("bundled:dosmatgen-small").inference_state(use_ema=True)
+    assert set(source) - set(weights) == {k for k in source if k.startswith("cond_projection.")} != set()
+    assert all(torch.equal(weights[k], source[k]) for k in weights)
+    # only the conditioning may differ: another width is still refused
+    wider = replace(config, model=replace(config.model, hidden_dim=64))
+    with pytest.raises(CheckpointError, match="hidden_dim"):
+        warm_start_weights("bundled:dosmatgen-small", wider)
