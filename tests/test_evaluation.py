@@ -73,6 +73,7 @@ def test_cli_end_to_end_writes_metrics_tables_and_report(world, tmp_path, capsys
         "evaluate", "--checkpoint", str(world["checkpoint"]), "--data", str(world["store"]), "--split", "test",
         "--t-start", "3", str(T), "--guidance", "cfg", "classifier", "none", "uncond", "--surrogate", str(world["surrogate"]),
         "--regressor", str(world["regressor"]), "--limit", "3", "--seed", "3", "--examples", "1", "--out", str(out),
+        "--unconditional-checkpoint", str(world["checkpoint"]),
     ])
     assert rc == 0
     assert "evaluated 3 structures" in capsys.readouterr().out
@@ -82,6 +83,10 @@ def test_cli_end_to_end_writes_metrics_tables_and_report(world, tmp_path, capsys
     assert p["checkpoint"]["sha256"] == file_sha256(world["checkpoint"])
     assert p["surrogate"]["sha256"] == file_sha256(world["surrogate"])
     assert p["regressor"]["sha256"] == file_sha256(world["regressor"])
+    # classifier guidance's unconditional model is recorded (here the denoiser file given as a separate model)
+    assert p["unconditional_model"]["file"]["sha256"] == file_sha256(world["checkpoint"])
+    assert p["unconditional_model"]["spec"] == str(world["checkpoint"]) and p["condition_control"] == "none"
+    assert report["hygiene"]["models"]["unconditional"]["train_split"] == "train"
     assert p["software"]["dosmatgen"] and report["timing"]["total_s"] > 0
     assert report["hygiene"]["models"]["denoiser"]["train_split"] == "train"
     assert report["hygiene"]["models"]["denoiser"]["source"] == "checkpoint"  # recorded in the checkpoint itself
@@ -97,6 +102,8 @@ def test_cli_end_to_end_writes_metrics_tables_and_report(world, tmp_path, capsys
             assert e["status"] == "ok", (g, t)
             m = e["metrics"]
             assert m["n"] == 3 and len(e["per_sample"]) == 3
+            assert sum(r["structure_match"] for r in e["per_sample"]) == m["structure_match"]["n_matched"]
+            assert "outcomes" not in m["structure_match"]
             for key in ("validity", "structure_match", "composition_match", "uniqueness", "novelty", "dos_match", "dos_similarity"):
                 assert key in m, key
             assert m["n_sites"] == 6  # every site of the three 2-atom structures is scored
@@ -125,12 +132,58 @@ def test_cli_end_to_end_writes_metrics_tables_and_report(world, tmp_path, capsys
     assert "T = 10" in md  # the paper's columns are empty for a T != 1000 model, and it says why
     text = (out / "report.md").read_text()
     assert "metrics.md" in text and "metrics.json" in text and p["checkpoint"]["sha256"] in text
+    assert "classifier guidance's unconditional model: separate unconditional model" in text
     for paths in report["figures"].values():
         assert {Path(rel).suffix for rel in paths} == {".png", ".svg"}
         for rel in paths:
             assert (out / rel).is_file() and rel in text
     assert any("training curves" in k for k in report["figures"])
     assert any(k.startswith("DOS of site 0") for k in report["figures"])
+
+
+def test_every_acceptance_criterion_fails_with_the_condition_masked_out(world, tmp_path):
+    """The negative control of issue 19: the condition masked out in every mode (cfg, none and uncond then sample the
+    same structures from the same seeds), on the tiny model. No acceptance criterion may pass."""
+    report = evaluate(world["checkpoint"], world["store"], t_starts=(T,), guidance=("cfg", "none", "uncond"),
+                      surrogate=world["surrogate"], novelty=False, n_examples=0, out=tmp_path, condition_control="masked")
+    crit = report["acceptance"]["criteria"]
+    assert len(crit) == 3 and [c["passed"] for c in crit] == [False, False, False], [c["detail"] for c in crit]
+    assert not report["acceptance"]["all_passed"] and report["provenance"]["condition_control"] == "masked"
+    rows = {g: report["results"][g][str(T)]["per_sample"] for g in ("cfg", "none", "uncond")}
+    assert [r["formula_generated"] for r in rows["cfg"]] == [r["formula_generated"] for r in rows["uncond"]]
+    assert "negative control" in (tmp_path / "report.md").read_text()
+
+
+def test_shuffled_control_moves_every_site_to_another_rows_dos():
+    from dosmatgen.evaluation.protocol import controlled_condition
+    from dosmatgen.evaluation.settings import EvaluationSettings
+
+    cond = [np.full((n, 4), float(k)) + np.arange(n)[:, None] * 0.1 for k, n in enumerate((2, 3, 1))]
+    same = controlled_condition(cond, "none", seed=0)
+    assert all(a is b for a, b in zip(same, cond))
+    shuffled = controlled_condition(cond, "shuffled", seed=0)
+    assert [s.shape for s in shuffled] == [c.shape for c in cond]
+    before, after = np.concatenate(cond), np.concatenate(shuffled)
+    assert not np.any(np.all(before == after, axis=1))  # no site keeps its own DOS
+    assert sorted(map(tuple, before)) == sorted(map(tuple, after))  # the same rows, redistributed
+    with pytest.raises(InvalidRecordError, match="condition-control"):
+        EvaluationSettings(condition_control="zeroed").validate(1000)
+
+
+def test_classifier_mode_uses_the_bundled_unconditional_model_unless_told(world, tmp_path, capsys):
+    """The default unconditional model (bundled:dosmatgen-small-uncond, T = 1000) does not fit the tiny T = 10
+    denoiser: a clear error before sampling. ``cfg`` uses the denoiser with its condition dropped, and says so."""
+    with pytest.raises(CheckpointError, match="--unconditional-checkpoint cfg"):
+        evaluate(world["checkpoint"], world["store"], t_starts=(T,), guidance=("classifier",), regressor=world["regressor"],
+                 limit=1, novelty=False)
+    report = evaluate(world["checkpoint"], world["store"], t_starts=(T,), guidance=("classifier",), regressor=world["regressor"],
+                      unconditional="cfg", limit=1, novelty=False, n_examples=0, out=tmp_path)
+    unc = report["provenance"]["unconditional_model"]
+    assert unc["spec"] == "cfg" and unc["file"] is None and "condition dropped" in unc["description"]
+    assert "condition dropped" in (tmp_path / "report.md").read_text()
+    # not loaded (and not recorded) when classifier guidance does not run
+    plain = evaluate(world["checkpoint"], world["store"], t_starts=(T,), guidance=("none",), limit=1, novelty=False)
+    assert plain["provenance"]["unconditional_model"] is None
 
 
 @pytest.mark.slow
@@ -147,7 +200,7 @@ def test_classifier_without_regressor_is_reported_not_run(world, tmp_path):
 
 
 def _oracle(crystals_for):
-    def fake(model, diffusion, templates, scaled, *, t_start, guidance_name, guidance, step_lr, seed, batch_size):
+    def fake(model, diffusion, templates, scaled, *, t_start, guidance_name, guidance, step_lr, seed, batch_size, mask_all=False):
         assert len(scaled) == len(templates) and all(s.shape == (c.num_atoms, 400) for s, c in zip(scaled, templates))
         return ReconstructionRun(guidance_name, t_start, crystals_for(list(templates)), 0.01, 0, [seed])
     return fake
@@ -309,7 +362,7 @@ def test_regressor_training_split_is_refused_and_an_unrecorded_one_is_noted(worl
     on_test = save_regressor(tmp_path / "on_test.pt", dataclasses.replace(reg, data={"store": str(world["store"]),
                                                                                   "train_split": "test", "val_split": "val"}))
     with pytest.raises(SplitHygieneError, match=r"the regressor was trained on split 'test' \(regressor checkpoint\)"):
-        evaluate(world["checkpoint"], world["store"], split="test", t_starts=(T,), regressor=on_test)
+        evaluate(world["checkpoint"], world["store"], split="test", t_starts=(T,), regressor=on_test, unconditional="cfg")
     old = save_regressor(tmp_path / "old.pt", dataclasses.replace(reg, data={}))
     report = evaluate(world["checkpoint"], world["store"], split="test", t_starts=(T,), guidance=("none",), limit=1,
                       novelty=False, regressor=old)

@@ -55,6 +55,8 @@ MODES = {
     "fixed": ["--target", "target-Au3Ni", "--fix-type", "0:Co", "--fix-type", "1:Pd", "--num-atoms", "4"],
     "template": ["--target", f"{STORE}:0:0", "--template", "TEMPLATE", "--t-start", "5", "--condition-sites", "all"],
     "classifier": ["--target", "target-Au3Ni", "--guidance", "classifier", "--regressor", "REG", "--strength", "10"],
+    "classifier_masked": ["--target", "target-Au3Ni", "--guidance", "classifier", "--regressor", "REG",
+                          "--condition-sites", "0", "--mask-classifier-gradients"],
     "classifier_sep": ["--target", "target-Au3Ni", "--guidance", "classifier", "--regressor", "REG",
                        "--unconditional-checkpoint", "CKPT"],
     "none": ["--num-atoms", "3", "--record-trajectories"],
@@ -161,6 +163,7 @@ def _bad_inputs(trained, tmp_path):
         "missing template": (["--target", "target-Au3Ni", "--template", str(tmp_path / "none.cif"), "--t-start", "5"], "not found"),
         "window without bins": (["--target", "target-Au3Ni", "--window", "11", "12"], "holds no bin"),
         "cfg without target": (["--guidance", "cfg"], "needs --target"),
+        "masked gradients without classifier": (["--target", "target-Au3Ni", "--mask-classifier-gradients"], "only used with --guidance classifier"),
     }
 
 

@@ -10,10 +10,11 @@
 #   OUT        where the store, the runs and the evaluation go
 #
 # WARM_START=1 fine-tunes the shipped models (--init-from bundled:...) instead of training from scratch; then
-# DENOISER_EPOCHS, SURROGATE_MINUTES and REGRESSOR_EPOCHS can be smaller (the splits are id hashes, so the shipped
+# DENOISER_EPOCHS, SURROGATE_MINUTES and REGRESSOR_EPOCHS can be smaller (UNCOND_EPOCHS: the unconditional model) (the splits are id hashes, so the shipped
 # models never saw a test structure of the grown store).
 #
-# Then copy OUT/small/best.pt, OUT/surrogate/surrogate.pt and OUT/regressor/best.pt over the bundled checkpoints
+# Then copy OUT/small/best.pt, OUT/small-uncond/best.pt (as dosmatgen-small-uncond.pt), OUT/surrogate/surrogate.pt
+# and OUT/regressor/best.pt over the bundled checkpoints
 # (dosmatgen/resources/checkpoints/), the store over dosmatgen/resources/data/, and update docs/embedded-models.md
 # and the evaluation report from OUT/evaluate/ with the numbers as they come.
 set -euo pipefail
@@ -40,6 +41,16 @@ warm() { [ "${WARM_START:-0}" = 1 ] && echo "--init-from bundled:$1"; true; }
 step "denoiser (configs/model/small.yaml)"
 dosmatgen train --config configs/model/small.yaml --data "$STORE" --out "$OUT/small" --epochs "${DENOISER_EPOCHS:-1000}" \
   --no-progress "${resume[@]}" || [ -f "$OUT/small/best.pt" ]
+
+# the unconditional denoiser of classifier guidance (issue 19): the same network without DOS input, warm-started
+# from this round's denoiser (its condition projection is dropped; docs/embedded-models.md)
+if [ ! -f "$OUT/small-uncond/.done" ]; then
+  step "unconditional denoiser (configs/model/small-uncond.yaml)"
+  if [ -f "$OUT/small-uncond/last.pt" ]; then start=(--resume); else start=(--init-from "$OUT/small/best.pt"); fi
+  dosmatgen train --config configs/model/small-uncond.yaml --data "$STORE" --out "$OUT/small-uncond" \
+    --epochs "${UNCOND_EPOCHS:-200}" --no-progress "${start[@]}"
+  touch "$OUT/small-uncond/.done"
+fi
 
 # the surrogate and the regressor resume from OUT/*/train_state.pt when interrupted; OUT/*/.done marks a finished step
 # (an OUT made by an older version of this script has no .done: touch OUT/surrogate/.done and OUT/regressor/.done
@@ -69,6 +80,6 @@ limit=(--limit "${EVAL_LIMIT:-64}"); [ "${EVAL_LIMIT:-64}" = all ] && limit=()
 read -r -a tstart <<< "${EVAL_T_START:-200 500 1000}"
 read -r -a guidance <<< "${EVAL_GUIDANCE:-cfg classifier none uncond}"
 dosmatgen evaluate --checkpoint "$OUT/small/best.pt" --data "$STORE" --surrogate "$OUT/surrogate/surrogate.pt" \
-  --regressor "$OUT/regressor/best.pt" --split test "${limit[@]}" --t-start "${tstart[@]}" --guidance "${guidance[@]}" \
+  --regressor "$OUT/regressor/best.pt" --unconditional-checkpoint "$OUT/small-uncond/best.pt" --split test "${limit[@]}" --t-start "${tstart[@]}" --guidance "${guidance[@]}" \
   --out "$OUT/evaluate" --resume
 step "done"

@@ -43,6 +43,9 @@ def register(subparsers) -> None:
     b.add_argument("--total-from-sites", action="store_true",
                    help="use the summed site DOS when a record has no total DOS (an approximation)")
     b.add_argument("--no-geometry-check", action="store_true", help="skip the overlapping-atoms / cell-volume check")
+    b.add_argument("--no-split-dedup", action="store_true",
+                   help="keep the id-hash splits as they are (default: a val/test structure with a StructureMatcher "
+                        "twin in another split joins train)")
     b.add_argument("--reader-option", action="append", default=[], metavar="KEY=VALUE",
                    help="keyword argument for the source reader (VALUE parsed as JSON when it can be); repeatable")
     b.add_argument("--max-skipped", type=int, default=50, help="skipped records listed in the report (default 50)")
@@ -95,6 +98,8 @@ def _command_line(args) -> str:
         parts.append("--total-from-sites")
     if args.no_geometry_check:
         parts.append("--no-geometry-check")
+    if args.no_split_dedup:
+        parts.append("--no-split-dedup")
     parts += [f"--reader-option {o}" for o in args.reader_option]
     return " ".join(parts)
 
@@ -111,6 +116,7 @@ def cmd_build(args) -> int:
         reader_options=_parse_reader_options(args.reader_option),
         provenance={"command": _command_line(args)},
         progress=not args.no_progress,
+        dedup_splits=not args.no_split_dedup,
     )
     summary = build_dataset(args.source, args.inputs, args.out, options)
     print(summary.report(max_skipped=args.max_skipped))

@@ -27,6 +27,12 @@ def register(subparsers) -> None:
                    help="guidance modes (default all four; classifier needs --regressor, else it is reported as not run; uncond = condition masked out)")
     p.add_argument("--surrogate", default=None, help="forward site-DOS surrogate checkpoint (DOS match); without it DOS match is not run")
     p.add_argument("--regressor", default=None, help="DOS regressor checkpoint for classifier guidance (dosmatgen train-regressor)")
+    p.add_argument("--unconditional-checkpoint", default="bundled:dosmatgen-small-uncond", metavar="CKPT",
+                   help="classifier guidance's unconditional model (default bundled:dosmatgen-small-uncond; 'cfg' = the "
+                        "denoiser with its condition dropped)")
+    p.add_argument("--condition-control", choices=("none", "masked", "shuffled"), default="none",
+                   help="negative control: mask the condition out in every mode, or condition each site on another "
+                        "structure's site DOS (default none: the structures' own DOS)")
     p.add_argument("--limit", type=int, default=None, help="at most N structures of the split (seeded random subset; default all)")
     p.add_argument("--seed", type=int, default=0, help="selects the subset and seeds the sampler (default 0)")
     p.add_argument("--step-lr", type=float, default=5e-6, help="Langevin corrector step on X (0 disables it; default 5e-6)")
@@ -56,11 +62,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     report = evaluate(
         args.checkpoint, args.data, split=args.split, t_starts=args.t_start, guidance=args.guidance,
-        surrogate=args.surrogate, regressor=args.regressor, limit=args.limit, seed=args.seed, out=args.out,
+        surrogate=args.surrogate, regressor=args.regressor, unconditional=args.unconditional_checkpoint, limit=args.limit, seed=args.seed, out=args.out,
         step_lr=args.step_lr, w=args.w, strength=args.strength, batch_size=args.batch_size,
         match_timeout_s=args.match_timeout, novelty=not args.no_novelty, relax=args.relax, relax_mlff=args.relax_mlff,
         relax_max_steps=args.relax_steps, n_examples=args.examples, force_split=args.force_split,
-        use_ema=not args.no_ema, device=args.device, resume=args.resume,
+        use_ema=not args.no_ema, device=args.device, resume=args.resume, condition_control=args.condition_control,
     )
     cs = report["conditioning_set"]
     print(f"evaluated {cs['n_selected']} structures of split {report['provenance']['split']!r} in {report['timing']['total_s']:.1f} s")

@@ -9,7 +9,8 @@
    ``OUT.staging/part-<k>.npz`` (:mod:`dosmatgen.data.staging`). One writer owns a whole part, so parts can
    be built by different processes; a record is either in its part file completely or not at all.
 3. Consolidates: concatenates the parts in order, drops later duplicates of an id, assigns the split by id
-   hash (:mod:`dosmatgen.data.split`), computes the DOS-derived properties from the stored (float16) total
+   hash (:mod:`dosmatgen.data.split`), moves every val/test structure with a StructureMatcher twin in another split
+   into train (``options.dedup_splits``; counted in the summary and the store attrs ``split_dedup``), computes the DOS-derived properties from the stored (float16) total
    features, fits the site and total scalers on the train split, and writes the store
    atomically (:func:`dosmatgen.data.store.write_store`). The staging folder is then removed.
 
@@ -36,9 +37,10 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from dosmatgen import __version__
+from dosmatgen.crystal import Crystal
 from dosmatgen.data import schema as S
 from dosmatgen.data.arrays import DatasetArrays
-from dosmatgen.data.split import DEFAULT_FRACTIONS, split_codes
+from dosmatgen.data.split import DEFAULT_FRACTIONS, move_split_twins_to_train, split_codes, split_moves_summary
 from dosmatgen.data.staging import Part, SkippedRecord, finished_parts, part_path, prepare_staging, read_part, write_part
 from dosmatgen.data.store import write_store
 from dosmatgen.dos.grid import SITE_GRID, TOTAL_GRID
@@ -64,6 +66,8 @@ class BuildOptions:
     provenance: dict[str, Any] = field(default_factory=dict)
     progress: bool = True
     keep_staging: bool = False
+    #: deduplicate across splits (:func:`dosmatgen.data.split.move_split_twins_to_train`)
+    dedup_splits: bool = True
 
 
 @dataclass
@@ -82,6 +86,7 @@ class BuildSummary:
     parts_total: int
     parts_reused: int
     seconds: float
+    split_dedup: dict[str, Any] | None = None
 
     def report(self, max_skipped: int | None = 20) -> str:
         """A human-readable multi-line report."""
@@ -92,6 +97,10 @@ class BuildSummary:
                 f"built {self.out}: {self.num_stored} structures, {self.num_sites} sites "
                 f"({'with DOS' if self.has_dos else 'structures only'}); splits: {splits}"
             )
+            if self.split_dedup is not None:
+                moved = self.split_dedup["moved"]
+                lines.append(f"split dedup: {self.split_dedup['num_moved']} structures joined train as StructureMatcher "
+                             f"twins of a structure in another split (from val {moved['val']}, from test {moved['test']})")
         else:
             lines.append(f"nothing built: none of the {self.num_read} records read could be stored")
         lines.append(
@@ -236,8 +245,9 @@ def _common_metadata(metadata: list[str]) -> tuple[list[str], dict[str, Any]]:
 
 def consolidate(
     staging: Path, num_parts: int, out: Path, source: str, has_dos: bool, options: BuildOptions
-) -> tuple[DatasetArrays | None, list[SkippedRecord], int]:
-    """Assemble parts ``0..num_parts-1`` into a store at ``out``. Returns (arrays or None when empty, skipped, read)."""
+) -> tuple[DatasetArrays | None, list[SkippedRecord], int, dict[str, Any] | None]:
+    """Assemble parts ``0..num_parts-1`` into a store at ``out``. Returns (arrays or None when empty, skipped, read,
+    the split deduplication record or None)."""
     from dosmatgen.dos.properties import PROPERTY_UNITS, derived_properties_batch
     from dosmatgen.dos.scaler import PerBinStandardScaler
 
@@ -277,9 +287,13 @@ def consolidate(
                 site.append(p["site_dos"][a:b])
                 total.append(p["total_dos"][i])
     if not ids:
-        return None, skipped, num_read
+        return None, skipped, num_read, None
     metadata, common = _common_metadata(metadata)
     split = split_codes(ids, options.split_fractions, options.split_salt)
+    dedup = None
+    if options.dedup_splits:
+        split, moves = move_split_twins_to_train([Crystal(zi, xi, li) for zi, xi, li in zip(z, x, lattice)], split)
+        dedup = split_moves_summary(moves, ids)
     offsets = np.concatenate([[0], np.cumsum(num_atoms)]).astype(np.int64)
     # the store keeps float16 features: properties and scalers are computed from exactly the stored values
     site16 = np.concatenate(site).astype(np.float16) if has_dos else None
@@ -303,6 +317,7 @@ def consolidate(
         "source": source,
         "grids": {"site": SITE_GRID.to_dict(), "total": TOTAL_GRID.to_dict()},
         "split_rule": {"fractions": list(options.split_fractions), "hash": "sha256(salt + id)[:8] / 2**64", "salt": options.split_salt},
+        "split_dedup": dedup,
         "common_metadata": json.loads(json.dumps(common, default=_json_default)),
         "provenance": {"dosmatgen": __version__, "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **options.provenance},
     }
@@ -325,7 +340,7 @@ def consolidate(
         attrs["property_units"] = dict(PROPERTY_UNITS)
         attrs["scalers"] = {"kind": "PerBinStandardScaler", "fitted_on": fit_on, "num_structures": int(train.size)}
     write_store(out, data, attrs=attrs, scalers=scalers, overwrite=options.overwrite)
-    return data, skipped, num_read
+    return data, skipped, num_read, dedup
 
 
 # ============================================================================ driver
@@ -382,7 +397,7 @@ def build_dataset(source: str, inputs: Sequence[str | Path], out: str | Path, op
     extra = sorted(i for i in finished_parts(staging) if i >= num_parts)
     if extra:
         raise StoreError(f"{staging} holds parts {extra[:5]} beyond the {num_parts} parts of this input; delete it and rerun")
-    data, skipped, num_read = consolidate(staging, num_parts, out, source, has_dos, options)
+    data, skipped, num_read, dedup = consolidate(staging, num_parts, out, source, has_dos, options)
     if not options.keep_staging:
         shutil.rmtree(staging, ignore_errors=True)
     return BuildSummary(
@@ -398,6 +413,7 @@ def build_dataset(source: str, inputs: Sequence[str | Path], out: str | Path, op
         parts_total=num_parts,
         parts_reused=reused,
         seconds=time.perf_counter() - t0,
+        split_dedup=None if dedup is None else {k: dedup[k] for k in ("num_moved", "moved")},
     )
 
 

@@ -47,6 +47,7 @@ def dataset_info(store: DatasetStore) -> dict[str, Any]:
         "sources": dict(sorted(Counter(mem.sources).items(), key=lambda kv: -kv[1])),
         "source_reader": store.info.get("source"),
         "provenance": store.info.get("provenance", {}),
+        "split_dedup": {k: v for k, v in (store.info.get("split_dedup") or {}).items() if k != "moves"} or None,
     }
     if store.has_dos:
         site_step, total_step = store.site_grid.step, store.total_grid.step
@@ -73,12 +74,21 @@ def _fmt_stats(s: dict[str, float]) -> str:
     return f"median {s['median']:.4g} (5-95%: {s['p5']:.4g}..{s['p95']:.4g}; min {s['min']:.4g}, max {s['max']:.4g})"
 
 
+def _dedup_line(dedup: dict[str, Any] | None) -> str:
+    if not dedup:
+        return "split dedup: not recorded (store built without it, or before it existed)"
+    moved = dedup["moved"]
+    return (f"split dedup: {dedup['num_moved']} structures moved to train as StructureMatcher twins "
+            f"(from val {moved['val']}, from test {moved['test']})")
+
+
 def format_info(info: dict[str, Any]) -> str:
     """Human-readable text of :func:`dataset_info`."""
     lines = [
         f"store: {info['path']} (schema v{info['schema_version']}, {'with DOS' if info['has_dos'] else 'structures only'})",
         f"structures: {info['num_structures']}   sites: {info['num_sites']}   elements: {info['num_elements']}",
         "splits: " + ", ".join(f"{k} {v}" for k, v in info["splits"].items()),
+        _dedup_line(info.get("split_dedup")),
         "sources: " + ", ".join(f"{k} {v}" for k, v in info["sources"].items()),
         "elements (sites): " + " ".join(f"{el}:{d['sites']}" for el, d in info["elements"].items()),
         "atoms per structure:",

@@ -40,6 +40,8 @@ from dosmatgen.evaluation.setting_cache import SettingCache, data_sha256, evalua
 from dosmatgen.evaluation.settings import GUIDANCE_MODES, PAPER_T_STARTS, EvaluationSettings
 from dosmatgen.evaluation.site_dos_match import ReferenceDOS, reference_dos, site_dos_match, surrogate_intrinsic_error
 from dosmatgen.evaluation.tables import metrics_markdown
+from dosmatgen.evaluation.unconditional import DEFAULT_UNCONDITIONAL, UnconditionalModel, load_unconditional
+from dosmatgen.metrics.derangement import random_derangement
 from dosmatgen.metrics.energy import energy_distribution_comparison
 from dosmatgen.metrics.inputs import to_crystal_or_none
 from dosmatgen.metrics.structure_match import reduced_composition_key
@@ -68,7 +70,8 @@ def json_ready(obj: Any) -> Any:
     return obj
 
 
-def _per_sample(cs: ConditioningSet, run: ReconstructionRun, valid: Sequence[bool], maes: Sequence[float] | None) -> list[dict]:
+def _per_sample(cs: ConditioningSet, run: ReconstructionRun, valid: Sequence[bool], maes: Sequence[float] | None,
+                match_outcomes: Sequence[str]) -> list[dict]:
     rows = []
     for i, (ref, gen) in enumerate(zip(cs.crystals, run.crystals)):
         g = to_crystal_or_none(gen)
@@ -80,9 +83,24 @@ def _per_sample(cs: ConditioningSet, run: ReconstructionRun, valid: Sequence[boo
             "generated": g is not None,
             "valid": bool(valid[i]),
             "composition_match": bool(g is not None and reduced_composition_key(g) == reduced_composition_key(ref)),
+            "structure_match": match_outcomes[i] == "match",
             "mae_gen_vs_target": None if maes is None else maes[i],
         })
     return rows
+
+
+def controlled_condition(cond_scaled: Sequence[np.ndarray], control: str, seed: int) -> list[np.ndarray]:
+    """The per-structure scaled site DOS the sampler is given: unchanged, or for the ``shuffled`` control every site's
+    row replaced by another site's (a seeded derangement over all sites of all structures, shapes kept). The
+    ``masked`` control keeps the rows and masks them out in :func:`reconstruct`."""
+    if control != "shuffled":
+        return list(cond_scaled)
+    rows = np.concatenate(list(cond_scaled), axis=0)
+    if rows.shape[0] < 2:
+        raise InvalidRecordError("--condition-control shuffled needs at least 2 sites")
+    shuffled = rows[random_derangement(rows.shape[0], seed)]
+    bounds = np.cumsum([len(c) for c in cond_scaled])[:-1]
+    return list(np.split(shuffled, bounds))
 
 
 def _relative(paths: Sequence[Path], out_dir: Path) -> list[str]:
@@ -124,6 +142,7 @@ def evaluate(
     guidance: Sequence[str] = GUIDANCE_MODES,
     surrogate: str | Path | None = None,
     regressor: str | Path | None = None,
+    unconditional: str | Path = DEFAULT_UNCONDITIONAL,
     limit: int | None = None,
     seed: int = 0,
     out: str | Path | None = None,
@@ -139,6 +158,9 @@ def evaluate(
         t_starts, guidance, limit, seed: the protocol grid and size (see :class:`EvaluationSettings`).
         surrogate: forward site-DOS surrogate checkpoint; without it the DOS-match columns are not run.
         regressor: DOS regressor checkpoint for classifier guidance; without it those rows are not run.
+        unconditional: classifier guidance's unconditional model (:mod:`~dosmatgen.evaluation.unconditional`): the
+            shipped ``bundled:dosmatgen-small-uncond`` by default, ``"cfg"`` for the denoiser with its condition
+            dropped, or a checkpoint path; loaded only when classifier guidance runs.
         out: output folder (``metrics.json``, ``metrics.md``, ``report.md``, ``figures/``, ``structures/``); every
             finished setting is also saved to ``out/settings/`` (:mod:`~dosmatgen.evaluation.setting_cache`).
         resume: reuse the settings an earlier run with the same inputs finished in ``out`` (needs ``out``).
@@ -175,6 +197,9 @@ def evaluate(
     if regressor is not None:
         regressor_model, regressor_ckpt = load_regressor_model(regressor, denoiser, device=settings.device)
     regressor_metrics = dict(regressor_ckpt.metrics) if regressor_ckpt is not None else {}
+    uncond: UnconditionalModel | None = None
+    if regressor_model is not None and "classifier" in settings.guidance:
+        uncond = load_unconditional(unconditional, denoiser.checkpoint, checkpoint, use_ema=settings.use_ema, device=settings.device)
 
     # -- hidden-split hygiene
     models = {"denoiser": denoiser_training_splits(checkpoint, denoiser.checkpoint.training)}
@@ -182,13 +207,16 @@ def evaluate(
         models["surrogate"] = surrogate_training_splits(predictor.info)
     if regressor_ckpt is not None and regressor_ckpt.data:
         models["regressor"] = recorded_training_splits(regressor_ckpt.data, "regressor checkpoint")
+    if uncond is not None and uncond.path is not None:
+        models["unconditional"] = denoiser_training_splits(uncond.path, uncond.checkpoint.training)
     hygiene = check_split(settings.split, models, force=settings.force_split)
     if regressor_ckpt is not None and not regressor_ckpt.data:
         hygiene.notes.append("the regressor checkpoint does not record its training split (assumed the denoiser's)")
 
     # -- data
     cs = load_conditioning_set(ds, settings.split, settings.limit, settings.seed)
-    cond_scaled = [denoiser.site_scaler.transform(d).astype(np.float32) for d in cs.site_dos]
+    cond_scaled = controlled_condition([denoiser.site_scaler.transform(d).astype(np.float32) for d in cs.site_dos],
+                                       settings.condition_control, settings.seed)
     train_split = models["denoiser"].train_split
     training = split_crystals(ds, train_split) if settings.novelty and train_split else None
     ref: ReferenceDOS | None = None
@@ -205,7 +233,8 @@ def evaluate(
         (out_dir / "structures").mkdir(parents=True, exist_ok=True)
     cache = None
     if out_dir is not None:
-        files = {"checkpoint": file_record(checkpoint), "surrogate": file_record(surrogate), "regressor": file_record(regressor)}
+        files = {"checkpoint": file_record(checkpoint), "surrogate": file_record(surrogate), "regressor": file_record(regressor),
+                 "unconditional": file_record(uncond.path) if uncond is not None and uncond.path is not None else None}
         arrays = [a for c, d in zip(cs.crystals, cs.site_dos) for a in (c.atomic_numbers, c.frac_coords, c.lattice, d)]
         training_ids = [ds.ids[int(i)] for i in ds.split_indices(train_split)] if training is not None else None
         fingerprint = evaluation_fingerprint(files, ds.path, data_sha256(cs.ids, arrays, training_ids), len(cs),
@@ -251,12 +280,16 @@ def evaluate(
             log.info("setting %s: reconstructing %d structures from t_start %d", key, len(cs), t)
             run = reconstruct(
                 denoiser.model, denoiser.diffusion, cs.crystals, cond_scaled, t_start=t, guidance_name=g,
-                guidance=build_guidance(g, w=settings.w, regressor=regressor_model, strength=settings.strength),
+                guidance=build_guidance(g, w=settings.w, regressor=regressor_model, strength=settings.strength,
+                                        unconditional_model=uncond.model if uncond is not None else None),
                 step_lr=settings.step_lr, seed=settings.seed, batch_size=settings.batch_size,
+                mask_all=settings.condition_control == "masked",
             )
             t_metrics = time.perf_counter()
             metrics = generation_metrics(run.crystals, cs.crystals, [0] * len(cs), site0_scaled, None,
-                                         training_structures=training, seed=settings.seed, timeout_s=settings.match_timeout_s)
+                                         training_structures=training, seed=settings.seed, timeout_s=settings.match_timeout_s,
+                                         structure_outcomes=True)
+            match_outcomes = metrics["structure_match"].pop("outcomes")
             maes = None
             y_gen = None
             if predictor is not None and ref is not None:
@@ -270,7 +303,7 @@ def evaluate(
                 "metrics": metrics,
                 "timing": {**run.timing(), "metrics_s": time.perf_counter() - t_metrics},
                 "batch_seeds": run.batch_seeds,
-                "per_sample": _per_sample(cs, run, valid, maes),
+                "per_sample": _per_sample(cs, run, valid, maes, match_outcomes),
             }
             if energy_calc is not None:
                 e = energy_calc(run.crystals)
@@ -333,6 +366,10 @@ def evaluate(
             "surrogate": file_record(surrogate),
             "regressor": file_record(regressor),
             "regressor_metrics": regressor_metrics,
+            "unconditional_model": None if uncond is None else {
+                "spec": uncond.spec, "description": uncond.describe(),
+                "file": file_record(uncond.path) if uncond.path is not None else None},
+            "condition_control": settings.condition_control,
             "seed": settings.seed,
             "limit": settings.limit,
             "software": software_versions(),
@@ -345,7 +382,7 @@ def evaluate(
         "conditioning_set": cs.summary(),
         "surrogate_intrinsic": intrinsic,
         "results": results,
-        "acceptance": science_acceptance(results, num_steps),
+        "acceptance": science_acceptance(results, num_steps, seed=settings.seed),
         "energies": energies or {"status": "not run (--relax not given)"},
         "energy_settings": energy_calc.describe() if energy_calc is not None else None,
         "paper": paper_tables(),

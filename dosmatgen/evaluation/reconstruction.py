@@ -61,8 +61,10 @@ class ReconstructionRun:
                 "failed_batches": list(self.failed_batches)}
 
 
-def build_guidance(name: str, *, w: float = 1.0, regressor: nn.Module | None = None, strength: float = 50.0) -> Guidance:
-    """The sampler's guidance strategy for a protocol mode."""
+def build_guidance(name: str, *, w: float = 1.0, regressor: nn.Module | None = None, strength: float = 50.0,
+                   unconditional_model: nn.Module | None = None) -> Guidance:
+    """The sampler's guidance strategy for a protocol mode (``unconditional_model``: classifier guidance's separate
+    unconditional denoiser; None = the sampled denoiser with its condition dropped)."""
     if name == "cfg":
         return ClassifierFreeGuidance(w=float(w))
     if name in ("none", "uncond"):  # uncond: no guidance term, and reconstruct() masks the condition out
@@ -70,7 +72,7 @@ def build_guidance(name: str, *, w: float = 1.0, regressor: nn.Module | None = N
     if name == "classifier":
         if regressor is None:
             raise ValueError("classifier guidance needs a regressor")
-        return ClassifierGuidance(regressor, strength=float(strength))
+        return ClassifierGuidance(regressor, strength=float(strength), unconditional_model=unconditional_model)
     raise ValueError(f"unknown guidance {name!r}")
 
 
@@ -98,6 +100,7 @@ def reconstruct(
     step_lr: float = 5e-6,
     seed: int = 0,
     batch_size: int = 32,
+    mask_all: bool = False,
 ) -> ReconstructionRun:
     """Generate one structure per template (see the module docstring).
 
@@ -105,6 +108,7 @@ def reconstruct(
         templates: the ground-truth structures (atom counts and, for t_start < T, the start).
         scaled_site_dos: per template, its (n_atoms, 400) site DOS scaled with the DENOISER's scaler.
         t_start: 1..T; batch k uses the generator ``shard_seed(seed, setting_stream(t_start), k)``.
+        mask_all: mask the condition out whatever the guidance (the ``masked`` negative control).
     """
     if len(templates) != len(scaled_site_dos):
         raise ValueError(f"{len(templates)} templates but {len(scaled_site_dos)} DOS arrays")
@@ -113,7 +117,7 @@ def reconstruct(
     def make_batch(rows: range, gen: torch.Generator):
         clean = diffusion.clean_state(collate_crystals(list(templates[rows.start : rows.stop])).to(diffusion.device))
         start = template_start(diffusion, clean, int(t_start), gen)
-        return start, all_sites_condition(scaled_site_dos[rows.start : rows.stop], masked=guidance_name == "uncond")
+        return start, all_sites_condition(scaled_site_dos[rows.start : rows.stop], masked=mask_all or guidance_name == "uncond")
 
     t0 = time.perf_counter()
     done = sample_in_batches(sampler, guidance, make_batch, n=len(templates), batch_size=batch_size, seed=int(seed),

@@ -26,6 +26,13 @@ def report_markdown(report: Mapping[str, Any]) -> str:
     for name in ("surrogate", "regressor"):
         rec = p.get(name)
         lines.append(f"- {name}: " + (f"`{rec['path']}`, sha256 `{rec['sha256']}`" if rec else "none"))
+    unc = p.get("unconditional_model")
+    if unc:
+        rec = unc.get("file")
+        lines.append(f"- classifier guidance's unconditional model: {unc['description']}"
+                     + (f", `{rec['path']}`, sha256 `{rec['sha256']}`" if rec else ""))
+    if p.get("condition_control", "none") != "none":
+        lines.append(f"- **negative control**: condition `{p['condition_control']}` (not the structures' own DOS)")
     lines += [
         "- software: " + ", ".join(f"{k} {v}" for k, v in p["software"].items() if v),
         f"- started {p['started_utc']}, total {report['timing']['total_s']:.1f} s",

@@ -11,6 +11,11 @@ from dosmatgen.metrics.timed_matcher import DEFAULT_TIMEOUT_S
 #: Guidance modes of the protocol. ``none`` = one conditional denoiser pass per step (w = 0, no guidance term);
 #: ``uncond`` = the same model with the condition masked out on every site (the unconditioned baseline).
 GUIDANCE_MODES = ("cfg", "classifier", "none", "uncond")
+#: Negative controls of the condition (``condition_control``): ``none`` feeds every structure its own site DOS;
+#: ``masked`` masks the condition out in EVERY mode (cfg, none and classifier then see no DOS, so every
+#: conditioning-sensitive acceptance criterion must fail); ``shuffled`` conditions each site on the DOS of a site
+#: of another structure (a seeded derangement of all sites).
+CONDITION_CONTROLS = ("none", "masked", "shuffled")
 #: The paper's template noise levels (T = 1000: from noise with the true atom count).
 PAPER_T_STARTS = (200, 500, 1000)
 
@@ -31,6 +36,7 @@ class EvaluationSettings:
     * ``relax``: MLFF formation energies (relaxed and unrelaxed) of generated and ground-truth structures with
       ``relax_mlff``, at most ``relax_max_steps`` FIRE steps to ``relax_fmax`` eV/Å.
     * ``n_examples``: DOS comparison panels per setting; ``force_split``: evaluate even on the training split.
+    * ``condition_control``: one of :data:`CONDITION_CONTROLS` (negative controls; default ``none``).
     """
 
     split: str = "test"
@@ -52,6 +58,7 @@ class EvaluationSettings:
     force_split: bool = False
     use_ema: bool = True
     device: str = "cpu"
+    condition_control: str = "none"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "t_starts", tuple(int(t) for t in self.t_starts))
@@ -83,6 +90,8 @@ class EvaluationSettings:
             raise InvalidRecordError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.match_timeout_s is not None and self.match_timeout_s <= 0:
             raise InvalidRecordError(f"--match-timeout must be > 0 s, got {self.match_timeout_s}")
+        if self.condition_control not in CONDITION_CONTROLS:
+            raise InvalidRecordError(f"--condition-control {self.condition_control!r}: choose from {', '.join(CONDITION_CONTROLS)}")
         if self.n_examples < 0:
             raise InvalidRecordError(f"--examples must be >= 0, got {self.n_examples}")
 

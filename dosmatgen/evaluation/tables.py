@@ -125,7 +125,7 @@ def metrics_markdown(report: Mapping[str, Any]) -> str:
     lines.append("Intervals: 95 % percentile bootstrap over structures (2,000 resamples; the sites of one structure are "
                  "resampled together).")
     if report.get("acceptance"):
-        lines += ["", "## Science acceptance (issue 7)", ""]
+        lines += ["", "## Science acceptance (issues 7 and 19)", ""]
         lines += acceptance_markdown(report["acceptance"])
     lines += ["", "## Table 2: structure and composition match against the conditioning structure", ""]
     lines += structure_table(report["results"], num_steps)

@@ -43,13 +43,14 @@ def generation_metrics(
     training_structures: Sequence[Any] | None = None,
     seed: int = 0,
     timeout_s: float | None = DEFAULT_TIMEOUT_S,
+    structure_outcomes: bool = False,
 ) -> dict[str, Any]:
     """JSON-ready dict of every metric for one setting (see the module docstring for the inputs).
 
     Keys: ``n``, ``validity``, ``structure_match``, ``composition_match``, ``uniqueness``, ``novelty`` (when
     ``training_structures`` is given) and, with a surrogate, ``dos_match`` (MAE(ŷ_gen, y), MAE(ŷ_gen, ŷ),
     MAE(ŷ, y) on scaled features) and ``dos_similarity`` (cosine, Pearson, JS on unscaled DOS), each with its
-    random-pair baseline.
+    random-pair baseline. ``structure_outcomes`` also keeps each pair's match outcome (``structure_match.outcomes``).
     """
     check_same_length(generated, references, ("generated structures", "reference structures"))
     check_same_length(generated, site_index, ("generated structures", "conditioned-site indices"))
@@ -61,7 +62,7 @@ def generation_metrics(
     out["validity"] = val.to_dict()
     out["composition_match"] = composition_match_rate(generated, references).to_dict()
     with TimedStructureMatcher(timeout_s=timeout_s) as matcher:
-        out["structure_match"] = structure_match_rate(generated, references, matcher=matcher).to_dict()
+        out["structure_match"] = structure_match_rate(generated, references, matcher=matcher).to_dict(with_outcomes=structure_outcomes)
         out["uniqueness"] = uniqueness(generated, validity=val.valid, matcher=matcher).to_dict()
         if training_structures is not None:
             out["novelty"] = novelty(generated, training_structures, validity=val.valid, matcher=matcher).to_dict()

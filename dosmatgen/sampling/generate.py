@@ -51,7 +51,8 @@ def build_guidance(p: PreparedSampling) -> Guidance:
     if p.guidance_name == "cfg":
         return ClassifierFreeGuidance(w=float(p.request.w))
     if p.guidance_name == "classifier":
-        return ClassifierGuidance(p.regressor, strength=float(p.request.strength), unconditional_model=p.unconditional_model)
+        return ClassifierGuidance(p.regressor, strength=float(p.request.strength), unconditional_model=p.unconditional_model,
+                                  mask_gradients=bool(p.request.mask_classifier_gradients))
     return NoGuidance()
 
 

@@ -7,8 +7,8 @@ proposed next state is moved further (``adjust``, used by classifier guidance):
 * :class:`ClassifierFreeGuidance` — ``(1 + w)·ε_cond − w·ε_uncond`` for all three fields, both halves in ONE
   batched forward call (the batch concatenated with itself; the second half has every condition masked out);
 * :class:`ClassifierGuidance` — the unconditional score (the CFG model with every condition dropped, or a separate
-  unconditional model) plus a step down the gradient of ``‖ŷ − y‖`` of a time-dependent DOS regressor
-  (:mod:`dosmatgen.regressor`), scaled by each field's step variance (DiffCSP-style guidance).
+  unconditional model) plus a step down the gradient of ``Σ_i ‖ŷ_i − y_i‖`` (per conditioned site) of a
+  time-dependent DOS regressor (:mod:`dosmatgen.regressor`), scaled by each field's noise variance (DiffCSP-style).
 """
 
 from __future__ import annotations
@@ -127,17 +127,31 @@ class TwoPassClassifierFreeGuidance(ClassifierFreeGuidance):
 class ClassifierGuidance:
     """Unconditional score + regressor guidance toward a target DOS (paper Eq. 2).
 
-    At each predictor step the regressor g(S_t, t) predicts the scaled site DOS ŷ (N, D); the loss is
-    ``Σ_crystals ‖(ŷ − y)·mask·window‖₂`` over the conditioned sites (``cond.mask``) and window bins, and the
-    proposed S_{t-1} moves by ``−strength · v · ∇`` with v the variance of that field's reverse step
-    (X: σ_t² − σ_{t−1}²; L and A: the DDPM posterior variance). ``mask_gradients`` additionally zeroes the A and X
-    gradients of unconditioned atoms (DiffCSP's masked variant).
+    At each predictor step the regressor g(S_t, t) predicts the scaled site DOS ŷ (N, D) of the state after the
+    corrector, and the proposed S_{t-1} moves by ``−strength · v · ∇E`` with
+
+    * the guidance energy ``E = Σ_i ‖(ŷ_i − y_i)·window_i‖₂``: the L2 norm over the DOS bins of each conditioned
+      site i (``cond.mask``), summed over sites and crystals, as in the reference DOSMatGen code. Every conditioned
+      site therefore pulls with a unit-norm gradient direction in DOS space, whatever the number of conditioned
+      sites (one L2 norm per crystal would give each of n sites about 1/√n of that pull);
+    * ``v`` the variance of the noise the predictor injects into that field at t (DiffCSP's guided sampler):
+      X ``σ_{t−1}²(σ_t² − σ_{t−1}²)/σ_t²`` (``PredictorScales.coord_std²``), L and A the DDPM posterior variance.
+
+    Strength convention: ``strength`` is DiffCSP's ``aug`` (50 by default) multiplying that per-site-summed energy
+    with unscaled variances, so the same strength means the same per-site pull for any crystal size; the displacement
+    of a field is ``strength · v · ∂E/∂field``.
+
+    ``mask_gradients`` zeroes the A and X gradients of the atoms that are not conditioned (DiffCSP's masked
+    variant): unconditioned atoms then follow the unconditional model only, while the lattice still moves. With every
+    site conditioned (the evaluation protocol) it changes nothing.
 
     Args:
         regressor: a :class:`~dosmatgen.regressor.model.NoisyDOSRegressor` (eval mode).
         strength: the guidance scale (DiffCSP's ``aug``; 50 by default).
-        unconditional_model: a separately trained denoiser for the unconditional score; None uses the sampler's
-            (CFG-trained) model with every condition dropped.
+        unconditional_model: a separately trained denoiser for the unconditional score
+            (``bundled:dosmatgen-small-uncond``); None uses the sampler's (CFG-trained) model with every condition
+            dropped.
+        mask_gradients: guide only the conditioned atoms' types and coordinates (see above).
     """
 
     regressor: nn.Module
@@ -160,23 +174,25 @@ class ClassifierGuidance:
             keep = cond.mask.to(grads.atom_types.dtype).unsqueeze(-1)
             grads = CrystalState(grads.atom_types * keep, grads.frac_coords * keep, grads.lattice, atom, current.num_atoms)
         s = self.strength
-        x = proposed.frac_coords - s * scales.coord_step[atom].unsqueeze(-1) * grads.frac_coords
+        x = proposed.frac_coords - s * (scales.coord_std[atom] ** 2).unsqueeze(-1) * grads.frac_coords
         lat = proposed.lattice - s * (scales.lattice_std**2).view(-1, 1, 1) * grads.lattice
         types = proposed.atom_types - s * (scales.type_std[atom] ** 2).unsqueeze(-1) * grads.atom_types
         return proposed.replace(frac_coords=torch.remainder(x, 1.0), lattice=lat, atom_types=types)
 
 
 def regressor_distance(regressor: nn.Module, state: CrystalState, t: torch.Tensor, cond: DOSCondition) -> torch.Tensor:
-    """(B,) ``‖(ŷ − y)·mask·window‖₂`` per crystal over its conditioned sites and window bins."""
+    """(B,) guidance energy per crystal: ``Σ_i ‖(ŷ_i − y_i)·window_i‖₂`` over its conditioned sites i (per-site L2
+    norm over the DOS bins, summed over the sites; unconditioned sites contribute 0)."""
     pred = regressor(state.atom_types, state.frac_coords, state.lattice, t, state.batch, state.num_atoms)
-    diff = (pred - cond.dos) * cond.full_window() * cond.mask.to(pred.dtype).unsqueeze(-1)
+    diff = (pred - cond.dos) * cond.full_window()
+    per_site = torch.sqrt((diff**2).sum(-1) + 1e-12) * cond.mask.to(pred.dtype)
     per_crystal = torch.zeros(state.num_crystals, dtype=pred.dtype, device=pred.device)
-    per_crystal = per_crystal.index_add(0, state.batch, (diff**2).sum(-1))
-    return torch.sqrt(per_crystal + 1e-12)
+    return per_crystal.index_add(0, state.batch, per_site)
 
 
 def regressor_gradients(regressor: nn.Module, state: CrystalState, t: torch.Tensor, cond: DOSCondition) -> CrystalState:
-    """Gradients of Σ_b ‖ŷ_b − y_b‖ with respect to the noisy A, X and L, as a CrystalState of gradients."""
+    """Gradients of the guidance energy Σ_i ‖ŷ_i − y_i‖ (:func:`regressor_distance`) with respect to the noisy
+    A, X and L, as a CrystalState of gradients."""
     with torch.enable_grad():
         a = state.atom_types.detach().requires_grad_(True)
         x = state.frac_coords.detach().requires_grad_(True)

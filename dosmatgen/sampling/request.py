@@ -45,7 +45,8 @@ class SamplingRequest:
     * ``num_atoms``: "6", "4-8", "4,6" or None (draw from the training distribution stored in the checkpoint).
     * ``guidance``: "cfg" (default with a target), "classifier" or "none" (one conditional pass with a target,
       else unconditional). ``w`` the CFG weight (paper: 1). ``regressor``/``strength`` for classifier guidance;
-      ``unconditional_checkpoint`` an optional separately trained unconditional model.
+      ``unconditional_checkpoint`` an optional separately trained unconditional model;
+      ``mask_classifier_gradients`` guides only the conditioned sites' types and coordinates.
     """
 
     checkpoint: str | Path
@@ -64,6 +65,7 @@ class SamplingRequest:
     regressor: str | Path | None = None
     strength: float = 50.0
     unconditional_checkpoint: str | Path | None = None
+    mask_classifier_gradients: bool = False
     step_lr: float = 5e-6
     seed: int = 0
     record_trajectories: bool = False
@@ -227,4 +229,6 @@ def prepare(request: SamplingRequest) -> PreparedSampling:
             prepared.unconditional_model = unc.build_model(use_ema=r.use_ema, device=r.device)
     elif r.unconditional_checkpoint is not None:
         raise field_error(InvalidRecordError, "{unconditional_checkpoint} is only used with {guidance} classifier")
+    if r.mask_classifier_gradients and guidance != "classifier":
+        raise field_error(InvalidRecordError, "{mask_classifier_gradients} is only used with {guidance} classifier")
     return prepared

@@ -6,6 +6,11 @@ that sample), and optimizer, schedule and epochs start afresh. The checkpoint's 
 equal the run's, so a shipped model (``bundled:dosmatgen-small``) is fine-tuned with its own config
 (``configs/model/small.yaml``).
 
+One exception: an unconditional run (``cond_mode: none``) may start from a conditioned checkpoint whose config is
+otherwise equal. Its condition projection is dropped (nothing else depends on it), so the run starts from the
+network the conditioned model uses when the condition is left out; ``configs/model/small-uncond.yaml`` starts
+from ``bundled:dosmatgen-small`` this way.
+
 Data hygiene: the dataset splits are a hash of each structure id (:mod:`dosmatgen.data.split`), so a structure in
 the test split of the first store stays in the test split of a grown store, and fine-tuning on the grown train
 split never sees it.
@@ -13,6 +18,7 @@ split never sees it.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -26,10 +32,19 @@ def warm_start_weights(path: str | Path, config: RunConfig) -> dict[str, torch.T
     """The weights to start from: the checkpoint's EMA weights (else its raw weights).
 
     Raises CheckpointError naming the file when it is missing, unreadable, or its model or diffusion config
-    differs from ``config``'s (listing the keys).
+    differs from ``config``'s (listing the keys); for a ``cond_mode: none`` run only the conditioning keys may
+    differ, and the condition projection's weights are left out.
     """
-    ckpt = load_checkpoint(resolve_checkpoint(path), config.model, config.diffusion, map_location="cpu")
-    return {k: v.detach().clone() for k, v in ckpt.inference_state(use_ema=True).items()}
+    expected = config.model
+    unconditional = config.model.cond_mode == "none"
+    if unconditional:
+        source = load_checkpoint(resolve_checkpoint(path), map_location="cpu").model_config
+        expected = replace(config.model, cond_mode=source.cond_mode, window_channel=source.window_channel)
+    ckpt = load_checkpoint(resolve_checkpoint(path), expected, config.diffusion, map_location="cpu")
+    state = ckpt.inference_state(use_ema=True)
+    if unconditional:
+        state = {k: v for k, v in state.items() if not k.startswith("cond_projection.")}
+    return {k: v.detach().clone() for k, v in state.items()}
 
 
 def scaler_shift(path: str | Path, scalers: dict | None) -> float | None:
