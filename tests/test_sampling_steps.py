@@ -22,14 +22,6 @@ from dosmatgen.sampling.start import SamplingStart
 from sampling_fixture_helpers import PEAK_NUM_CLASSES, fit_denoiser, peak_dos, peak_world
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def test_strided_grid_and_reverse_steps():
     assert strided_steps(1000, 100).tolist() == list(range(10, 1001, 10))
     assert strided_steps(1000, 1000).tolist() == list(range(1, 1001))
