@@ -200,3 +200,18 @@ def test_sampling_steps_are_validated_where_they_are_given():
 
     with pytest.raises(InvalidRecordError, match="--sampling-steps"):
         prepare(SamplingRequest(checkpoint="bundled:dosmatgen-small", sampling_steps=0))
+
+
+def test_the_screen_config_selects_the_sampling_steps():
+    from pathlib import Path
+
+    from dosmatgen.screen.config import load_screen_config
+    from dosmatgen.screen.library_stages import load_diffusion_sampler
+
+    local = Path(__file__).resolve().parents[1] / "configs" / "screen" / "local.yaml"
+    cfg = load_screen_config(local, {"sample.options.sampling_steps": 100})
+    assert cfg.sample.loader.endswith(":load_diffusion_sampler") and cfg.sample.options["sampling_steps"] == 100
+    sampler = load_diffusion_sampler(**cfg.sample.options)
+    assert sampler.base.diffusion.sampling_steps == 100
+    assert sampler.base.diffusion.reverse_steps(1000)[:3] == [1000, 990, 980]
+    assert load_screen_config(local).sample.options["sampling_steps"] is None  # the default: all T steps
