@@ -71,3 +71,34 @@ def test_denoiser_uses_the_grouped_path_and_equals_the_edge_list_one(monkeypatch
     assert calls == [True]
     for f in ("coord_score", "lattice_eps", "type_eps"):
         torch.testing.assert_close(getattr(fast, f), getattr(slow, f), rtol=1e-5, atol=1e-5)
+
+
+def test_a_cfg_doubled_batch_computes_the_geometry_features_once_and_gives_the_same_result():
+    from dosmatgen.diffusion.state import CrystalState
+    from dosmatgen.sampling.guidance import doubled_state
+
+    torch.manual_seed(0)
+    model = CSPNetDenoiser(DenoiserConfig.tiny(hidden_dim=48))
+    num_atoms, frac, lattice, g = mixed_batch(5)
+    batch = torch.repeat_interleave(torch.arange(len(num_atoms)), num_atoms)
+    state = doubled_state(CrystalState(torch.randn(frac.shape[0], 100, generator=g), frac, lattice, batch, num_atoms))
+    h = torch.randn(state.frac_coords.shape[0], 48, generator=g)
+    rows = []
+    hook = model.fourier.register_forward_hook(lambda mod, inp, out: rows.append(inp[0].shape[0]))
+    with torch.no_grad():
+        grouped = run_csp_layers(model.layers, model.fourier, h, state.frac_coords, state.lattice, state.num_atoms)
+        rows_grouped = sum(rows)
+        rows.clear()
+        edges = run_csp_layers(model.layers, model.fourier, h, state.frac_coords, state.lattice, state.num_atoms, grouped=False)
+    hook.remove()
+    assert rows_grouped * 2 == sum(rows) == int((state.num_atoms**2).sum())  # one copy's edges, not both
+    torch.testing.assert_close(grouped, edges, rtol=1e-5, atol=1e-5)
+    # a batch whose second half differs is not folded
+    moved = state.frac_coords.clone()
+    moved[-1] += 0.1
+    rows.clear()
+    hook = model.fourier.register_forward_hook(lambda mod, inp, out: rows.append(inp[0].shape[0]))
+    with torch.no_grad():
+        run_csp_layers(model.layers, model.fourier, h, moved, state.lattice, state.num_atoms)
+    hook.remove()
+    assert sum(rows) > rows_grouped

@@ -44,6 +44,9 @@ def run_csp_layers(
         features = []
         for g in groups:
             x = frac_coords[g.atoms]  # (B_n, n, 3)
+            half = x.shape[0] // 2
+            if x.shape[0] % 2 == 0 and torch.equal(x[:half], x[half:]):
+                x = x[:half]  # a CFG batch (the crystals twice): the geometry features of one copy serve both
             d = x.unsqueeze(1) - x.unsqueeze(2)  # [b, i, j] = x_j - x_i
             features.append(fourier(d.reshape(-1, 3)).reshape(*d.shape[:3], -1))
         for layer in layers:

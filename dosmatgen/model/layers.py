@@ -65,17 +65,16 @@ class CSPLayer(nn.Module):
         fourier: list[torch.Tensor],
     ) -> torch.Tensor:
         """The same layer on dense groups: ``fourier[k]`` (B_n, n, n, F) holds the features of group k's edges
-        [b, i, j] (x_j - x_i). Returns (N, H)."""
+        [b, i, j] (x_j - x_i), or (B_n / r, n, n, F) when the group's geometry repeats r times in crystal order
+        (the doubled batch of classifier-free guidance): the per-edge projection of those features is then
+        computed once and broadcast over the copies. Returns (N, H)."""
         hn = self.norm(h)
         src_term, dst_term, lattice_term = self.edge_src(hn), self.edge_dst(hn), self.edge_lattice(lattice_ip)
         agg = torch.empty_like(hn)
         for group, feats in zip(groups, fourier):
             atoms = group.atoms
-            pre = (
-                src_term[atoms].unsqueeze(2)
-                + dst_term[atoms].unsqueeze(1)
-                + lattice_term[group.crystals][:, None, None, :]
-                + self.edge_fourier(feats)
-            )
+            pre = src_term[atoms].unsqueeze(2) + dst_term[atoms].unsqueeze(1) + lattice_term[group.crystals][:, None, None, :]
+            copies = atoms.shape[0] // feats.shape[0]
+            pre = (pre.reshape(copies, *feats.shape[:3], -1) + self.edge_fourier(feats)).reshape(pre.shape)
             agg[atoms.reshape(-1)] = self.edge_out(pre).mean(dim=2).reshape(-1, hn.shape[-1])
         return h + self.node_mlp(torch.cat([hn, agg], dim=-1))
