@@ -10,6 +10,9 @@ for every S, whether both intervals overlap the reference S's (the issue's accep
         --out /tmp/steps_curve --json benchmarks/results/sampling_steps_curve.json
 
 Each S is one ``evaluate`` run in ``OUT/S{S}`` (``--resume`` reuses finished settings of an interrupted run).
+``--reference-metrics METRICS.json`` takes the rows of S = T (every step) from an earlier ``dosmatgen evaluate`` run of
+the same checkpoint, split, seed and protocol instead of re-running them (the full-grid sampler is the one-step
+sampler bit for bit, tests/test_sampling_steps.py), e.g. docs/evaluation-report-acceptance/metrics.json.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--json", default=None)
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--reference-metrics", default=None, help="metrics.json of an earlier all-steps evaluate run (the S = T rows)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
@@ -78,7 +82,17 @@ def main() -> None:
         for t in args.t_start:
             rows.append(summarize(metrics, s, t))
         print(f"S={s}: {time.perf_counter() - t0:.0f} s", flush=True)
-    ref_s = args.reference or max(args.steps)
+    if args.reference_metrics:
+        metrics = json.loads(Path(args.reference_metrics).read_text())
+        for key, value in (("checkpoint", metrics["provenance"]["checkpoint"]["sha256"]), ("seed", metrics["settings"]["seed"]),
+                           ("limit", metrics["settings"]["limit"])):
+            print(f"reference {key}: {value}")
+        if metrics["settings"]["limit"] != args.limit or metrics["settings"]["seed"] != args.seed:
+            raise SystemExit("the reference run used another --limit or --seed")
+        steps_ref = int(metrics["diffusion_steps"]) if isinstance(metrics.get("diffusion_steps"), int) else 1000
+        for t in args.t_start:
+            rows.append({**summarize(metrics, steps_ref, t), "from": args.reference_metrics})
+    ref_s = args.reference or max(r["sampling_steps"] for r in rows)
     for r in rows:
         ref = next(q for q in rows if q["sampling_steps"] == ref_s and q["t_start"] == r["t_start"])
         r["dos_mae_overlaps_reference"] = overlaps(r["dos_mae"], ref["dos_mae"])

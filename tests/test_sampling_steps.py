@@ -209,9 +209,9 @@ def test_the_screen_config_selects_the_sampling_steps():
     from dosmatgen.screen.library_stages import load_diffusion_sampler
 
     local = Path(__file__).resolve().parents[1] / "configs" / "screen" / "local.yaml"
-    cfg = load_screen_config(local, {"sample.options.sampling_steps": 100})
-    assert cfg.sample.loader.endswith(":load_diffusion_sampler") and cfg.sample.options["sampling_steps"] == 100
+    cfg = load_screen_config(local, {"sample.options.sampling_steps": 50})
+    assert cfg.sample.loader.endswith(":load_diffusion_sampler") and cfg.sample.options["sampling_steps"] == 50
     sampler = load_diffusion_sampler(**cfg.sample.options)
-    assert sampler.base.diffusion.sampling_steps == 100
-    assert sampler.base.diffusion.reverse_steps(1000)[:3] == [1000, 990, 980]
-    assert load_screen_config(local).sample.options["sampling_steps"] is None  # the default: all T steps
+    assert sampler.base.diffusion.sampling_steps == 50
+    assert sampler.base.diffusion.reverse_steps(1000)[:3] == [1000, 980, 960]
+    assert load_screen_config(local).sample.options["sampling_steps"] == 100  # the measured default (docs/sampling-steps.md)
