@@ -36,6 +36,8 @@ def register(subparsers) -> None:
     p.add_argument("--limit", type=int, default=None, help="at most N structures of the split (seeded random subset; default all)")
     p.add_argument("--seed", type=int, default=0, help="selects the subset and seeds the sampler (default 0)")
     p.add_argument("--step-lr", type=float, default=5e-6, help="Langevin corrector step on X (0 disables it; default 5e-6)")
+    p.add_argument("--sampling-steps", type=int, default=None, metavar="S",
+                   help="S evenly spaced steps of the T-step reverse grid (default: all T; docs/sampling-steps.md)")
     p.add_argument("--w", type=float, default=1.0, help="CFG weight: (1+w)·cond − w·uncond (paper: 1)")
     p.add_argument("--strength", type=float, default=50.0, help="classifier-guidance strength (DiffCSP aug, default 50)")
     p.add_argument("--batch-size", type=int, default=32, help="structures per sampler batch (default 32)")
@@ -63,7 +65,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     report = evaluate(
         args.checkpoint, args.data, split=args.split, t_starts=args.t_start, guidance=args.guidance,
         surrogate=args.surrogate, regressor=args.regressor, unconditional=args.unconditional_checkpoint, limit=args.limit, seed=args.seed, out=args.out,
-        step_lr=args.step_lr, w=args.w, strength=args.strength, batch_size=args.batch_size,
+        step_lr=args.step_lr, sampling_steps=args.sampling_steps, w=args.w, strength=args.strength, batch_size=args.batch_size,
         match_timeout_s=args.match_timeout, novelty=not args.no_novelty, relax=args.relax, relax_mlff=args.relax_mlff,
         relax_max_steps=args.relax_steps, n_examples=args.examples, force_split=args.force_split,
         use_ema=not args.no_ema, device=args.device, resume=args.resume, condition_control=args.condition_control,

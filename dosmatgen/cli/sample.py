@@ -37,6 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="classifier guidance moves only the conditioned sites' types and coordinates (the others follow "
                         "the unconditional model; the lattice is still guided)")
     p.add_argument("--step-lr", type=float, default=5e-6, help="Langevin corrector step on X (0 disables the corrector)")
+    p.add_argument("--sampling-steps", type=int, default=None, metavar="S",
+                   help="S evenly spaced steps of the T-step reverse grid (default: all T; docs/sampling-steps.md)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--record-trajectories", action="store_true", help="also write generated_trajectories.npz")
     p.add_argument("--no-ema", action="store_true", help="sample with the raw weights even when EMA weights exist")
@@ -57,8 +59,8 @@ def _run(args) -> int:
         fix_types=list(args.fix_type), num_atoms=args.num_atoms, n=args.n, batch_size=args.batch_size,
         guidance=args.guidance, w=args.w, regressor=args.regressor, strength=args.strength,
         unconditional_checkpoint=args.unconditional_checkpoint,
-        mask_classifier_gradients=args.mask_classifier_gradients, step_lr=args.step_lr, seed=args.seed,
-        record_trajectories=args.record_trajectories, use_ema=not args.no_ema, device=args.device,
+        mask_classifier_gradients=args.mask_classifier_gradients, step_lr=args.step_lr, sampling_steps=args.sampling_steps,
+        seed=args.seed, record_trajectories=args.record_trajectories, use_ema=not args.no_ema, device=args.device,
     )
     prepared = prepare(request)  # every bad input fails here, before sampling
     result = generate(prepared, progress=True)
@@ -66,7 +68,7 @@ def _run(args) -> int:
         "checkpoint": str(args.checkpoint), "target": args.target, "guidance": prepared.guidance_name, "w": args.w,
         "condition_sites": args.condition_sites, "window": args.window, "template": args.template,
         "t_start": prepared.t_start, "fix_types": list(args.fix_type), "num_atoms": args.num_atoms,
-        "step_lr": args.step_lr, "seed": args.seed, "strength": args.strength if prepared.guidance_name == "classifier" else None,
+        "step_lr": args.step_lr, "sampling_steps": args.sampling_steps, "seed": args.seed, "strength": args.strength if prepared.guidance_name == "classifier" else None,
         "mask_classifier_gradients": args.mask_classifier_gradients,
     }
     paths = write_outputs(args.out, result, batch_size=args.batch_size, seed=args.seed,

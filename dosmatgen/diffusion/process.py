@@ -25,7 +25,7 @@ from dosmatgen.diffusion.noising import (
     ddpm_noise,
     wrapped_noise,
 )
-from dosmatgen.diffusion.schedules import BetaSchedule, SigmaSchedule
+from dosmatgen.diffusion.schedules import BetaSchedule, SigmaSchedule, reverse_steps
 from dosmatgen.diffusion.state import CrystalState, StateNoise
 
 
@@ -75,15 +75,37 @@ class PredictorScales:
 
 class JointDiffusion:
     """Holds the schedules (float32 tables on ``device``) and implements the forward process, the training loss
-    and the reverse-step primitives of the predictor–corrector sampler."""
+    and the reverse-step primitives of the predictor–corrector sampler.
 
-    def __init__(self, config: DiffusionConfig | None = None, device: torch.device | str = "cpu") -> None:
+    ``sampling_steps`` (S, None = T) is the reverse-time grid the sampler walks: S evenly spaced kept steps of
+    1..T with jumps between them (:func:`~dosmatgen.diffusion.schedules.reverse_steps`). It changes sampling
+    only, never training or the forward process, and is not part of the (checkpointed) config.
+    """
+
+    def __init__(self, config: DiffusionConfig | None = None, device: torch.device | str = "cpu",
+                 sampling_steps: int | None = None) -> None:
         self.config = config or DiffusionConfig()
         c = self.config
         self.betas64 = BetaSchedule.cosine(c.num_steps, c.cosine_s, c.beta_min, c.beta_max)
         self.sigmas64 = SigmaSchedule.geometric(c.num_steps, c.sigma_begin, c.sigma_end)
+        self.sampling_steps = self._checked_sampling_steps(sampling_steps)
         self.device = torch.device("cpu")
         self.to(device)
+
+    def _checked_sampling_steps(self, sampling_steps: int | None) -> int | None:
+        if sampling_steps is None:
+            return None
+        if isinstance(sampling_steps, bool) or int(sampling_steps) != sampling_steps or not 1 <= int(sampling_steps) <= self.num_steps:
+            raise ValueError(f"sampling steps must be an integer in 1..{self.num_steps}, got {sampling_steps!r}")
+        return int(sampling_steps)
+
+    def with_sampling_steps(self, sampling_steps: int | None) -> "JointDiffusion":
+        """The same diffusion (config, device) sampled on S = ``sampling_steps`` kept steps (None: all T)."""
+        return JointDiffusion(self.config, self.device, sampling_steps)
+
+    def reverse_steps(self, t_start: int) -> list[int]:
+        """The steps a reverse run from ``t_start`` visits, descending to 0 (every step when sampling_steps is None)."""
+        return reverse_steps(self.num_steps, self.sampling_steps, t_start)
 
     # ------------------------------------------------------------------ tables
     def to(self, device: torch.device | str) -> "JointDiffusion":
@@ -95,6 +117,8 @@ class JointDiffusion:
         self.posterior_sigmas = f(self.betas64.posterior_sigmas)
         self.sigmas = f(self.sigmas64.sigmas)
         self.sigma_norms = f(self.sigmas64.sigma_norms)
+        b = self.betas64
+        self._betas64_device = BetaSchedule(*(x.to(self.device) for x in (b.betas, b.alphas, b.alpha_bars, b.posterior_sigmas)))
         return self
 
     @property
@@ -187,37 +211,61 @@ class JointDiffusion:
         tt = self._steps(t, state.num_crystals)
         return coord_output * self.sigma_norms[tt][state.batch].sqrt().unsqueeze(-1)
 
-    def predictor_scales(self, t: int | torch.Tensor, num_crystals: int) -> PredictorScales:
-        """Drift and noise scales of :meth:`predictor_step` at t, each (B,)."""
+    def _previous(self, tt: torch.Tensor, t_prev: int | torch.Tensor | None) -> torch.Tensor:
+        """The step s each crystal jumps to from ``tt`` (B,): t − 1 when ``t_prev`` is None; checked 0 <= s < t."""
+        if t_prev is None:
+            return tt - 1
+        ss = torch.as_tensor(t_prev, dtype=torch.long, device=self.device)
+        if ss.dim() == 0:
+            ss = ss.expand(tt.shape[0])
+        if ss.shape != tt.shape or int(ss.min()) < 0 or bool((ss >= tt).any()):
+            raise ValueError(f"t_prev must have shape {tuple(tt.shape)} and satisfy 0 <= t_prev < t")
+        return ss
+
+    def _ddpm_transition(self, tt: torch.Tensor, ss: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """float32 (α_{t|s}, β_{t|s}, posterior σ) per crystal; the one-step tables exactly where s = t − 1."""
+        alpha, beta, post = self._betas64_device.transition(tt, ss)
+        return alpha.float(), beta.float(), post.float()
+
+    def predictor_scales(self, t: int | torch.Tensor, num_crystals: int, t_prev: int | torch.Tensor | None = None) -> PredictorScales:
+        """Drift and noise scales of :meth:`predictor_step` from t to ``t_prev`` (default t − 1), each (B,)."""
         tt = self._steps(t, num_crystals)
-        s_t, s_prev = self.sigmas[tt], self.sigmas[tt - 1]
+        ss = self._previous(tt, t_prev)
+        s_t, s_prev = self.sigmas[tt], self.sigmas[ss]
         step = s_t**2 - s_prev**2
         coord_std = torch.sqrt(s_prev**2 * step / s_t**2)
-        post = self.posterior_sigmas[tt]
+        post = self._ddpm_transition(tt, ss)[2]
         return PredictorScales(coord_step=step, coord_std=coord_std, lattice_std=post, type_std=post)
 
-    def predictor_step(self, state: CrystalState, prediction, t: int | torch.Tensor, noise: StateNoise) -> CrystalState:
-        """One reverse step S_t -> S_{t-1} for all three fields.
+    def predictor_step(self, state: CrystalState, prediction, t: int | torch.Tensor, noise: StateNoise,
+                       t_prev: int | torch.Tensor | None = None) -> CrystalState:
+        """One reverse step S_t -> S_s for all three fields, s = ``t_prev`` (default t − 1; any 0 <= s < t for
+        fewer-step sampling).
 
-        * X (reverse VE, DiffCSP): ``x' = (x + (σ_t² - σ_{t-1}²)·score + sqrt(σ_{t-1}²(σ_t² - σ_{t-1}²)/σ_t²)·z) mod 1``
+        * X (reverse VE, DiffCSP): ``x' = (x + (σ_t² - σ_s²)·score + sqrt(σ_s²(σ_t² - σ_s²)/σ_t²)·z) mod 1``
           with ``score = prediction.coord_score · sqrt(σ_norm(t))``.
-        * L and A (ancestral DDPM, Eq. A2–A4): ``y' = (y - β_t/sqrt(1-ᾱ_t)·ε̂)/sqrt(α_t) + σ_post(t)·z``.
+        * L and A (ancestral DDPM, Eq. A2–A4, with the jump's α_{t|s} = ᾱ_t/ᾱ_s and β_{t|s} = 1 − α_{t|s}):
+          ``y' = (y - β_{t|s}/sqrt(1-ᾱ_t)·ε̂)/sqrt(α_{t|s}) + σ_post(t|s)·z``. For s = t − 1 these are the stored
+          one-step tables, bit for bit.
 
         Args:
             state: S_t. prediction: a DenoiserOutput evaluated on ``state`` at t (already CFG-combined if wanted).
-            t: step in 1..T (scalar or (B,)). noise: standard normal draws; at t = 1 every noise scale is 0.
+            t: step in 1..T (scalar or (B,)). noise: standard normal draws; at s = 0 every noise scale is 0.
+            t_prev: the step jumped to (scalar or (B,)); None = t − 1.
         Returns:
-            S_{t-1} with coordinates wrapped into [0, 1).
+            S_s with coordinates wrapped into [0, 1).
         """
         tt = self._steps(t, state.num_crystals)
-        scales = self.predictor_scales(tt, state.num_crystals)
+        ss = self._previous(tt, t_prev)
+        scales = self.predictor_scales(tt, state.num_crystals, ss)
         atom = state.batch
         score = self.coord_score(prediction.coord_score, tt, state)
         x = state.frac_coords + scales.coord_step[atom].unsqueeze(-1) * score
         x = torch.remainder(x + scales.coord_std[atom].unsqueeze(-1) * noise.frac_coords, 1.0)
 
-        c0 = 1.0 / self.alphas[tt].sqrt()
-        c1 = self.betas[tt] / (1 - self.alpha_bars[tt]).sqrt()
+        alpha, beta, _ = self._ddpm_transition(tt, ss)
+        c0 = 1.0 / alpha.sqrt()
+        c1 = beta / (1 - self.alpha_bars[tt]).sqrt()
         lat = c0.view(-1, 1, 1) * (state.lattice - c1.view(-1, 1, 1) * prediction.lattice_eps)
         lat = lat + scales.lattice_std.view(-1, 1, 1) * noise.lattice
         types = c0[atom].unsqueeze(-1) * (state.atom_types - c1[atom].unsqueeze(-1) * prediction.type_eps)

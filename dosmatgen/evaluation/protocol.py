@@ -189,6 +189,7 @@ def evaluate(
     denoiser = load_denoiser(checkpoint, use_ema=settings.use_ema, device=settings.device)
     num_steps = denoiser.diffusion.num_steps
     settings.validate(num_steps)
+    denoiser.diffusion = denoiser.diffusion.with_sampling_steps(settings.sampling_steps)
     for g in settings.guidance:
         if g in ("cfg", "none", "uncond"):
             require_site_conditioning(denoiser, g)

@@ -31,6 +31,7 @@ class EvaluationSettings:
     * ``seed``: selects the subset and seeds the sampler (batch k of t_start t uses ``shard_seed(seed, "reconstruct-t{t}", k)``,
       so every guidance mode starts from the same noised templates).
     * ``step_lr``: Langevin corrector step on X (0 disables it); ``w``: CFG weight; ``strength``: classifier-guidance scale.
+    * ``sampling_steps``: S kept steps of the T-step reverse grid (None = all T; docs/sampling-steps.md).
     * ``batch_size``: structures per sampler batch; ``match_timeout_s``: StructureMatcher time limit per comparison (s).
     * ``novelty``: also compare every valid generated structure against the training split.
     * ``relax``: MLFF formation energies (relaxed and unrelaxed) of generated and ground-truth structures with
@@ -45,6 +46,7 @@ class EvaluationSettings:
     limit: int | None = None
     seed: int = 0
     step_lr: float = 5e-6
+    sampling_steps: int | None = None
     w: float = 1.0
     strength: float = 50.0
     batch_size: int = 32
@@ -86,6 +88,8 @@ class EvaluationSettings:
             raise InvalidRecordError(f"--seed must be >= 0, got {self.seed}")
         if self.step_lr < 0:
             raise InvalidRecordError(f"--step-lr must be >= 0, got {self.step_lr}")
+        if self.sampling_steps is not None and not 1 <= self.sampling_steps <= num_steps:
+            raise InvalidRecordError(f"--sampling-steps must lie in 1..{num_steps}, got {self.sampling_steps}")
         if self.batch_size < 1:
             raise InvalidRecordError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.match_timeout_s is not None and self.match_timeout_s <= 0:

@@ -47,6 +47,7 @@ class SamplingRequest:
       else unconditional). ``w`` the CFG weight (paper: 1). ``regressor``/``strength`` for classifier guidance;
       ``unconditional_checkpoint`` an optional separately trained unconditional model;
       ``mask_classifier_gradients`` guides only the conditioned sites' types and coordinates.
+    * ``sampling_steps``: S evenly spaced steps of the T-step reverse grid (None: all T; docs/sampling-steps.md).
     """
 
     checkpoint: str | Path
@@ -67,6 +68,7 @@ class SamplingRequest:
     unconditional_checkpoint: str | Path | None = None
     mask_classifier_gradients: bool = False
     step_lr: float = 5e-6
+    sampling_steps: int | None = None
     seed: int = 0
     record_trajectories: bool = False
     use_ema: bool = True
@@ -166,7 +168,9 @@ def prepare(request: SamplingRequest) -> PreparedSampling:
     uses_model_condition = r.target is not None and guidance != "classifier"
     _check_denoiser(ckpt, r.checkpoint, uses_model_condition, r.window is not None)
     num_classes = ckpt.model_config.num_classes
-    diffusion = JointDiffusion(ckpt.diffusion_config, device=r.device)
+    if r.sampling_steps is not None and not 1 <= int(r.sampling_steps) <= ckpt.diffusion_config.num_steps:
+        raise InvalidRecordError(f"--sampling-steps must lie in 1..{ckpt.diffusion_config.num_steps}, got {r.sampling_steps}")
+    diffusion = JointDiffusion(ckpt.diffusion_config, device=r.device, sampling_steps=r.sampling_steps)
     max_trained = max_trained_atoms(ckpt.num_atoms_counts)
 
     prepared = PreparedSampling(

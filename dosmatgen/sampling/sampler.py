@@ -1,10 +1,12 @@
 """THE predictor–corrector sampler: one reverse loop that every mode plugs into.
 
-Per step t = t_start .. 1 (DiffCSP's scheme, FACTS §1):
+Per step t = t_start .. 1 (DiffCSP's scheme, FACTS §1), or per jump t -> s between the kept steps of a fewer-step
+grid (``diffusion.sampling_steps``, see docs/sampling-steps.md):
 
-1. corrector (skipped when ``step_lr == 0``): the guidance's prediction at S_t, one Langevin step on X only;
-2. predictor: the guidance's prediction at the corrected state, one reverse step for X (VE), L and A (DDPM);
-3. the guidance may move the proposed S_{t−1} (classifier guidance);
+1. corrector (skipped when ``step_lr == 0``): the guidance's prediction at S_t, one Langevin step on X only
+   (its noise is zero on the last step, as in DiffCSP);
+2. predictor: the guidance's prediction at the corrected state, one reverse step t -> s for X (VE), L and A (DDPM);
+3. the guidance may move the proposed S_s (classifier guidance);
 4. constraints are enforced (fixed atom types), the frame is recorded when asked.
 
 Modes are composed, never copied: the start (prior or noised template), the condition (sites, per-atom mask,
@@ -49,7 +51,8 @@ class PredictorCorrectorSampler:
     """Reverse diffusion with a denoiser, a :class:`~dosmatgen.diffusion.process.JointDiffusion` and a step size.
 
     ``step_lr`` is the Langevin corrector's step (DiffCSP: 5e-6 for mp_20-like data); 0 disables the corrector
-    (one denoiser call per step instead of two).
+    (one denoiser call per step instead of two). The steps visited are ``diffusion.reverse_steps(t_start)``:
+    every step for a diffusion built without ``sampling_steps``, else the strided grid.
     """
 
     model: nn.Module
@@ -85,22 +88,24 @@ class PredictorCorrectorSampler:
             trajectory.record(start.t_start, state)
         b = state.num_crystals
         calls = 0
-        for step in range(start.t_start, 0, -1):
+        steps = self.diffusion.reverse_steps(start.t_start)
+        for step, step_prev in zip(steps[:-1], steps[1:]):
             t = torch.full((b,), step, dtype=torch.long, device=device)
+            s = torch.full((b,), step_prev, dtype=torch.long, device=device)
             if self.step_lr > 0:
                 pred = guidance.predict(self.model, state, t, cond)
                 calls += 1
                 z = torch.randn(state.frac_coords.shape, generator=generator, device=device)
-                if step == 1:
+                if step_prev == 0:
                     z = torch.zeros_like(z)
                 state = self.diffusion.corrector_step(state, pred.coord_score, t, self.step_lr, z)
             pred = guidance.predict(self.model, state, t, cond)
             calls += 1
             noise = StateNoise.randn_like(state, generator)
-            proposed = self.diffusion.predictor_step(state, pred, t, noise)
-            scales = self.diffusion.predictor_scales(t, b)
+            proposed = self.diffusion.predictor_step(state, pred, t, noise, s)
+            scales = self.diffusion.predictor_scales(t, b, s)
             proposed = guidance.adjust(state, proposed, t, scales, cond)
             state = apply_all(constraints, proposed)
             if trajectory is not None:
-                trajectory.record(step - 1, state)
+                trajectory.record(step_prev, state)
         return SamplingOutput(state=state, trajectory=trajectory, model_calls=calls)

@@ -26,12 +26,13 @@ class DiffusionSampler:
     """Sampler contract around a loaded :class:`dosmatgen.sampling.request.PreparedSampling`."""
 
     def __init__(self, checkpoint: str, *, guidance: str | None = None, w: float = 1.0, step_lr: float = 5e-6,
-                 condition_sites: str | Sequence[int] | None = None, use_ema: bool = True, device: str = "cpu") -> None:
+                 condition_sites: str | Sequence[int] | None = None, use_ema: bool = True, device: str = "cpu",
+                 sampling_steps: int | None = None) -> None:
         from dosmatgen.sampling.request import SamplingRequest, parse_sites, prepare
 
         # unconditional preparation loads the checkpoint once; targets are attached per call without reloading
         self.base = prepare(SamplingRequest(checkpoint=checkpoint, n=1, guidance="none", step_lr=step_lr,
-                                            use_ema=use_ema, device=device))
+                                            sampling_steps=sampling_steps, use_ema=use_ema, device=device))
         self.guidance = guidance or "cfg"
         self.w = float(w)
         self.condition_sites = parse_sites(condition_sites)
@@ -63,9 +64,10 @@ class DiffusionSampler:
 
 def load_diffusion_sampler(checkpoint: str, guidance: str | None = None, w: float = 1.0, step_lr: float = 5e-6,
                            condition_sites: str | Sequence[int] | None = None, use_ema: bool = True,
-                           device: str = "cpu") -> DiffusionSampler:
+                           device: str = "cpu", sampling_steps: int | None = None) -> DiffusionSampler:
+    """``sampling_steps``: S steps of the T-step reverse grid (None: all T; docs/sampling-steps.md)."""
     return DiffusionSampler(checkpoint, guidance=guidance, w=w, step_lr=step_lr, condition_sites=condition_sites,
-                            use_ema=use_ema, device=device)
+                            use_ema=use_ema, device=device, sampling_steps=sampling_steps)
 
 
 class MLFFRelaxer:
