@@ -32,7 +32,7 @@ def synthetic_dos(n: int, seed: int = 0) -> np.ndarray:
     return np.asarray(rows)
 
 
-def tiny_sampler(n: int = 96, steps: int = 150, regressor_steps: int = 150, seed: int = 0) -> DosSampler:
+def tiny_sampler(n: int = 64, steps: int = 100, regressor_steps: int = 200, seed: int = 0) -> DosSampler:
     dos = synthetic_dos(n, seed)
     tok = tokenize(dos)
     tokens, log_k = torch.as_tensor(tok.tokens), torch.as_tensor(np.log(tok.scale), dtype=torch.float32)

@@ -1,9 +1,11 @@
 """DOSSampler checkpoint: the score network, the K distribution of the training data, the guidance regressor and
-the thermoelectric reference DOS, in one torch file (weights stored as float16 to keep the bundled file small).
+the thermoelectric reference DOS, in one torch file (weights stored as float16 to keep the bundled file small;
+tensors, strings and numbers only, so it loads with ``torch.load(weights_only=True)``; ``meta`` is JSON text).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,15 +45,17 @@ def save_dossampler(path: str | Path, sampler: DosSampler) -> Path:
     payload = {
         "format": FORMAT,
         "network": {"config": sampler.network.cfg.to_dict(), "state_dict": _half(sampler.network.state_dict())},
-        "k_values": np.asarray(sampler.k_values, dtype=np.float32),
+        "k_values": torch.as_tensor(np.asarray(sampler.k_values, dtype=np.float32)),
         "regressor": None
         if sampler.regressor is None
         else {"config": sampler.regressor.cfg.to_dict(), "state_dict": _half(sampler.regressor.state_dict())},
-        "reference_te_dos": None if sampler.reference_te_dos is None else np.asarray(sampler.reference_te_dos, np.float32),
+        "reference_te_dos": None
+        if sampler.reference_te_dos is None
+        else torch.as_tensor(np.asarray(sampler.reference_te_dos, dtype=np.float32)),
         "reference_te_id": sampler.reference_te_id,
         "gap_placement": sampler.gap_placement,
         "guidance_scale": float(sampler.guidance_scale),
-        "meta": sampler.meta,
+        "meta": json.dumps(sampler.meta),
     }
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)
@@ -69,7 +73,7 @@ def load_dossampler(checkpoint: str | Path, device: str = "cpu") -> DosSampler:
     if not path.is_file():
         raise DosmatgenError(f"DOSSampler checkpoint {checkpoint!r} not found (looked at {path})")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means an unusable file
         raise DosmatgenError(f"{path} is not a readable DOSSampler checkpoint ({type(exc).__name__}: {exc})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
@@ -85,11 +89,11 @@ def load_dossampler(checkpoint: str | Path, device: str = "cpu") -> DosSampler:
     ref = payload.get("reference_te_dos")
     return DosSampler(
         network=net,
-        k_values=np.asarray(payload["k_values"], dtype=np.float64),
+        k_values=payload["k_values"].double().numpy(),
         regressor=reg,
-        reference_te_dos=None if ref is None else np.asarray(ref, dtype=np.float64),
+        reference_te_dos=None if ref is None else ref.double().numpy(),
         reference_te_id=payload.get("reference_te_id"),
         gap_placement=payload.get("gap_placement", "centred"),
         guidance_scale=float(payload.get("guidance_scale", 1.0)),
-        meta=dict(payload.get("meta", {})),
+        meta=json.loads(payload.get("meta", "{}")),
     )

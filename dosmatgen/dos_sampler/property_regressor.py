@@ -1,7 +1,8 @@
 """Small regressor r_phi(p E, K) -> (DOS(E_F), N(E_F)) for classifier guidance (paper Eq. 1 and Algorithm 2).
 
-Input: the expected token embedding p @ E per position (B, 256, d), where p is the categorical distribution over
-value/[BG] tokens and E the score network's own embedding matrix, plus log K. Each position is projected to a few
+Input: the expected token embedding p @ [E | v] per position (B, 256, token_dim + 1), where p is the categorical
+distribution over value/[BG] tokens, E the score network's own embedding matrix and v the token value channel
+(see :mod:`expected_embedding`), plus log K. Each position is projected to a few
 channels, the sequence is flattened and an MLP predicts the properties in standardised units
 ((y - mean) / std, the statistics of the training split stored in the config).
 """
@@ -35,7 +36,7 @@ class PropertyRegressor(nn.Module):
     def __init__(self, cfg: RegressorConfig):
         super().__init__()
         self.cfg = cfg
-        self.project = nn.Linear(cfg.token_dim, cfg.channels)
+        self.project = nn.Linear(cfg.token_dim + 1, cfg.channels)
         self.mlp = nn.Sequential(
             nn.Linear(SEQ_LEN * cfg.channels + 1, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, cfg.hidden), nn.GELU(),
             nn.Linear(cfg.hidden, len(REGRESSED)),
