@@ -34,6 +34,8 @@ SETTINGS = (
     ("E_BG=2.0,N(E_F)=64", PropertyTargets(band_gap=2.0, n_ef=N_EF_TARGET), {"band_gap": 2.0, "n_ef": N_EF_TARGET, "dos_ef": 0.0}),
     ("DOS(E_F)=1.5,N(E_F)=64", PropertyTargets(dos_ef=1.5, n_ef=N_EF_TARGET), {"dos_ef": 1.5, "n_ef": N_EF_TARGET, "band_gap": 0.0}),
 )
+#: The guided settings again with guidance off (gamma = 0): what the guidance itself adds.
+UNGUIDED = ("DOS(E_F)=1.5", "N(E_F)=64")
 BASELINE_TARGETS = {"band_gap": 2.0, "dos_ef": 1.5, "n_ef": N_EF_TARGET}
 
 
@@ -65,6 +67,13 @@ def evaluate(checkpoint: str, n: int, seed: int, split: str, store: str, steps: 
         "unconditional": score(uncond, BASELINE_TARGETS),
         f"dataset_{split}": score(dos_properties(ref), BASELINE_TARGETS),
     }
+    for name, targets, scored in SETTINGS:
+        if name in UNGUIDED:
+            dos, _ = generate_batch(sampler, targets, n, seed=seed, sampling=cfg, guidance_scale=0.0)
+            out["settings"][f"{name} (no guidance)"] = {
+                "accept_rate": float(accept_mask(dos, targets, sampler.reference_te_dos).mean()),
+                "scores": score(dos_properties(dos), scored),
+            }
     gapped_ref = ref[dos_properties(ref)["band_gap"] > 1.0]
     out["audit"] = {}
     for name in audit_settings:

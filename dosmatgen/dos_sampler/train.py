@@ -139,7 +139,7 @@ def train_network(cfg: TrainConfig, out: str | Path) -> Path:
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         step += 1
-        running.append(float(loss))
+        running.append(float(loss.detach()))
         if step % cfg.log_every == 0:
             _append(log, {"step": step, "train_loss": float(np.mean(running)), "lr": _lr(cfg, step), "seconds": time.monotonic() - start})
             running = []
@@ -203,7 +203,7 @@ def fit_regressor(
         loss.backward()
         opt.step()
         if on_step is not None:
-            on_step(step, reg, float(loss))
+            on_step(step, reg, float(loss.detach()))
     return reg
 
 
