@@ -1,7 +1,8 @@
 """Where checkpoints are: a file path, or the name of a checkpoint that ships inside the package.
 
 ``resolve_checkpoint("bundled:dosmatgen-small")`` (or just ``"dosmatgen-small"`` when no such file exists)
-returns the path of ``dosmatgen/resources/checkpoints/dosmatgen-small.pt``. Anything else is returned as a Path
+returns the path of ``dosmatgen/resources/checkpoints/dosmatgen-small.pt``; ``bundled:dossampler-small`` is the
+DOSSampler (property-conditional total-DOS generator, :mod:`dosmatgen.dos_sampler`). Anything else is returned as a Path
 unchanged, so the loaders report a missing file with the path the user typed.
 """
 
