@@ -14,6 +14,7 @@ from dosmatgen.crystal import Crystal
 from dosmatgen.errors import InvalidRecordError
 from dosmatgen.runstore.seeds import shard_seed
 from dosmatgen.sampling.condition import site_condition
+from dosmatgen.sampling.total_condition import total_condition
 from dosmatgen.sampling.guidance import ClassifierFreeGuidance, ClassifierGuidance, Guidance, NoGuidance
 from dosmatgen.sampling.request import PreparedSampling
 from dosmatgen.sampling.sampler import PredictorCorrectorSampler, SamplingOutput
@@ -95,7 +96,10 @@ def generate(p: PreparedSampling, progress: bool = False) -> GenerationResult:
         else:
             start = prior_start(p.diffusion, counts, gen)
         cond = None
-        if p.target_scaled is not None:
+        if p.target_scaled is not None and p.checkpoint.model_config.cond_mode == "total":
+            rows_scaled = p.target_scaled[rows.start : rows.stop] if p.target_scaled.dim() == 2 else p.target_scaled
+            cond = total_condition(rows_scaled, counts)
+        elif p.target_scaled is not None:
             cond = site_condition(p.target_scaled, counts, p.condition_sites, p.window)
         out = sampler.run(start, cond, guidance, constraints, gen, record_trajectory=r.record_trajectories)
         crystals.extend(output_to_crystals(out))
