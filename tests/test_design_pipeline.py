@@ -130,3 +130,14 @@ def test_sample_cli_accepts_a_total_dos_checkpoint(tmp_path, tiny_total):
     np.save(npy, np.full(256, 0.3))
     assert main(["sample", "--checkpoint", tiny_total, "--target", str(npy), "--n", "2", "--num-atoms", "2", "--out", str(tmp_path / "s2")]) == 0
     assert main(["sample", "--checkpoint", tiny_total, "--target", str(npy), "--window", "-1", "1", "--out", str(tmp_path / "s3")]) == 2
+
+
+def test_the_shipped_total_dos_generator_loads_and_is_small():
+    from dosmatgen.checkpoint_paths import TOTAL_DOS_GENERATOR, resolve_checkpoint
+    from dosmatgen.training.checkpoint import load_checkpoint
+
+    path = resolve_checkpoint(TOTAL_DOS_GENERATOR)
+    assert path.name == "dosmatgen-small-total.pt" and path.stat().st_size < 8 * 2**20
+    ckpt = load_checkpoint(path)
+    assert ckpt.model_config.cond_mode == "total" and ckpt.model_config.cond_dim == 256 and "total" in ckpt.scalers
+    assert ckpt.optimizer_state is None  # inference-only

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from dosmatgen.checkpoint_paths import TOTAL_DOS_GENERATOR
 from dosmatgen.design.config import DesignConfig, filter_config, load_design_config
 from dosmatgen.design.sources import SOURCES, DatasetSource, DesignDos, DosSamplerSource, DosSource, LikeSource
 from dosmatgen.design.targets import DesignTargetError, DesignTargets, meets_targets, target_properties
@@ -149,7 +150,7 @@ def run_design(r: DesignRequest) -> dict[str, Any]:
     if ref is not None and r.targets is not None and r.targets.thermoelectric and te_reference is None:
         te_reference = ref.dos  # crystal-to-crystal translation of a thermoelectric: the reference is the TE reference
     g = cfg.generator
-    sampler = TotalDosSampler(g.get("checkpoint", "bundled:dosmatgen-small-total"), w=float(g.get("w", 1.0)),
+    sampler = TotalDosSampler(g.get("checkpoint", TOTAL_DOS_GENERATOR), w=float(g.get("w", 1.0)),
                               step_lr=float(g.get("step_lr", 5e-6)), device=g.get("device", "cpu"))
     relaxer = resolve_callable(cfg.relax["loader"])(**dict(cfg.relax.get("options", {})))
     predict = SurrogateTotalDOS(cfg.rank.get("surrogate", "bundled:surrogate-small"), device=g.get("device", "cpu"))

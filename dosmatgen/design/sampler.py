@@ -13,6 +13,7 @@ import dataclasses
 
 import numpy as np
 
+from dosmatgen.checkpoint_paths import TOTAL_DOS_GENERATOR
 from dosmatgen.crystal import Crystal
 from dosmatgen.errors import CheckpointError, InvalidRecordError
 from dosmatgen.screen.library_stages import DiffusionSampler
@@ -53,7 +54,7 @@ class TotalDosSampler(DiffusionSampler):
         return list(generate(p).crystals)
 
 
-def load_total_dos_sampler(checkpoint: str = "bundled:dosmatgen-small-total", w: float = 1.0, step_lr: float = 5e-6,
+def load_total_dos_sampler(checkpoint: str = TOTAL_DOS_GENERATOR, w: float = 1.0, step_lr: float = 5e-6,
                            use_ema: bool = True, device: str = "cpu") -> TotalDosSampler:
     return TotalDosSampler(checkpoint, w=w, step_lr=step_lr, use_ema=use_ema, device=device)
 
