@@ -27,3 +27,15 @@ def test_check_runs_on_a_tiny_generator(tmp_path):
     assert r["structures"] == 4 and r["surrogate_route"] == "mean of site-surrogate DOS over atoms"
     assert np.isfinite(r["oracle"]["cosine"]["matched"]["mean"])
     assert set(r["generated"]) >= {"cosine", "pearson", "band_gap_mae", "dos_ef_mae", "n_ef_mae", "undefined"}
+
+
+def test_evaluate_runs_the_check_for_a_total_dos_denoiser(tmp_path, capsys):
+    import json
+
+    from dosmatgen.cli.main import main
+
+    ckpt = train_tiny_total(tmp_path / "tiny")
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--checkpoint", ckpt, "--limit", "3", "--out", str(out)]) == 0
+    result = json.loads((out / "cdosgen_check.json").read_text())
+    assert result["structures"] == 3 and "CDOSGen check on 3 test structures" in capsys.readouterr().out
