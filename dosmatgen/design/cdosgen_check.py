@@ -122,9 +122,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
 
 def evaluate_total_checkpoint(checkpoint: str, data: str | None, split: str, surrogate: str | None, limit: int | None,
                               seed: int, w: float, device: str, out: Path) -> int:
@@ -146,3 +143,7 @@ def format_check(result: dict[str, Any]) -> str:
                      f"difference {g['difference']['mean']:+.4f} [{g['difference']['lo']:+.4f}, {g['difference']['hi']:+.4f}]  "
                      f"(oracle matched {result['oracle'][key]['matched']['mean']:.4f})")
     return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
