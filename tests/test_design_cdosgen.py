@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from design_fixture_helpers import gap_dos, train_tiny_total
 
-from dosmatgen.design.cdosgen_check import cdosgen_check, pair_metrics
+from dosmatgen.design.cdosgen_check import pair_metrics
 
 
 def test_identical_predictions_beat_random_pairs_and_nan_rows_are_undefined():
@@ -21,9 +21,19 @@ def test_identical_predictions_beat_random_pairs_and_nan_rows_are_undefined():
     assert m["undefined"] == 1 and m["cosine"]["matched"]["n_sites"] == 3 and m["cosine"]["random"]["n_sites"] == 3
 
 
-def test_check_runs_on_a_tiny_generator(tmp_path):
+def test_check_runs_on_a_tiny_generator_as_a_script(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
     ckpt = train_tiny_total(tmp_path / "tiny")
-    r = cdosgen_check(ckpt, limit=4, batch=2)
+    out = tmp_path / "check.json"
+    proc = subprocess.run([sys.executable, "-m", "dosmatgen.design.cdosgen_check", "--checkpoint", ckpt, "--limit", "4",
+                           "--out", str(out)], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert "CDOSGen check on 4 test structures" in proc.stdout
+    r = json.loads(out.read_text())
     assert r["structures"] == 4 and r["surrogate_route"] == "mean of site-surrogate DOS over atoms"
     assert np.isfinite(r["oracle"]["cosine"]["matched"]["mean"])
     assert set(r["generated"]) >= {"cosine", "pearson", "band_gap_mae", "dos_ef_mae", "n_ef_mae", "undefined"}
