@@ -12,6 +12,8 @@ from importlib import resources
 from pathlib import Path
 
 BUNDLED_PREFIX = "bundled:"
+#: the shipped total-DOS crystal generator (``cond_mode: total``) that ``dosmatgen design`` uses by default
+TOTAL_DOS_GENERATOR = "bundled:dosmatgen-small-total"
 
 
 def bundled_dir() -> Path:

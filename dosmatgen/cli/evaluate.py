@@ -61,6 +61,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from dosmatgen.evaluation.protocol import evaluate
     from dosmatgen.evaluation.tables import fmt
+    from dosmatgen.training.checkpoint import load_checkpoint
+
+    if load_checkpoint(args.checkpoint, map_location="cpu").model_config.cond_mode == "total":
+        from dosmatgen.design.cdosgen_check import evaluate_total_checkpoint
+
+        return evaluate_total_checkpoint(args.checkpoint, args.data, args.split, args.surrogate, args.limit, args.seed,
+                                         args.w, args.device, Path(args.out))
 
     report = evaluate(
         args.checkpoint, args.data, split=args.split, t_starts=args.t_start, guidance=args.guidance,

@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "dosmatgen.cli.data",
     "dosmatgen.cli.targets",
     "dosmatgen.cli.screen",
+    "dosmatgen.cli.design",
     "dosmatgen.cli.train",
     "dosmatgen.cli.sample",
     "dosmatgen.cli.train_regressor",

@@ -35,7 +35,7 @@ class LoadedDenoiser:
     checkpoint: DenoiserCheckpoint
     model: nn.Module
     diffusion: JointDiffusion
-    site_scaler: PerBinStandardScaler  # scales the condition exactly as in training
+    site_scaler: PerBinStandardScaler | None  # scales the condition exactly as in training (None: total-DOS model)
 
     @property
     def site_conditioned(self) -> bool:
@@ -47,8 +47,9 @@ def load_denoiser(path: str | Path, *, use_ema: bool = True, device: str = "cpu"
     """The denoiser, its diffusion and its site scaler (CheckpointError for a missing or unusable checkpoint)."""
     path = Path(path)
     ckpt = load_checkpoint(path, map_location=device)
+    site = None if ckpt.model_config.cond_mode == "total" else site_scaler(ckpt.scalers, path, "checkpoint")
     return LoadedDenoiser(path, ckpt, ckpt.build_model(use_ema=use_ema, device=device),
-                          JointDiffusion(ckpt.diffusion_config, device=device), site_scaler(ckpt.scalers, path, "checkpoint"))
+                          JointDiffusion(ckpt.diffusion_config, device=device), site)
 
 
 def require_site_conditioning(denoiser: LoadedDenoiser, guidance: str) -> None:
@@ -56,7 +57,8 @@ def require_site_conditioning(denoiser: LoadedDenoiser, guidance: str) -> None:
     cfg = denoiser.checkpoint.model_config
     if not denoiser.site_conditioned:
         raise CheckpointError(f"{denoiser.path}: --guidance {guidance} needs a site-DOS-conditioned denoiser "
-                              f"(cond_mode 'site', {SITE_GRID.n} bins); this one has cond_mode {cfg.cond_mode!r}")
+                              f"(cond_mode 'site', {SITE_GRID.n} bins); this one has cond_mode {cfg.cond_mode!r}"
+                              + (" (`dosmatgen evaluate` runs the CDOSGen check for it)" if cfg.cond_mode == "total" else ""))
 
 
 def load_regressor_model(path: str | Path, denoiser: LoadedDenoiser, device: str = "cpu") -> tuple[nn.Module, RegressorCheckpoint]:

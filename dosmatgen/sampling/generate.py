@@ -13,6 +13,7 @@ from dosmatgen.batch import collate_crystals
 from dosmatgen.crystal import Crystal
 from dosmatgen.sampling.batches import output_to_crystals, sample_in_batches  # noqa: F401  (output_to_crystals re-exported)
 from dosmatgen.sampling.condition import site_condition
+from dosmatgen.sampling.total_condition import total_condition
 from dosmatgen.sampling.guidance import ClassifierFreeGuidance, ClassifierGuidance, Guidance, NoGuidance
 from dosmatgen.sampling.request import PreparedSampling
 from dosmatgen.sampling.sampler import PredictorCorrectorSampler
@@ -73,7 +74,13 @@ def generate(p: PreparedSampling, progress: bool = False) -> GenerationResult:
             start = template_start(p.diffusion, p.diffusion.clean_state(batch.to(p.diffusion.device)), p.t_start, gen)
         else:
             start = prior_start(p.diffusion, counts, gen)
-        cond = site_condition(p.target_scaled, counts, p.condition_sites, p.window) if p.target_scaled is not None else None
+        cond = None
+        if p.target_scaled is not None and p.checkpoint.model_config.cond_mode == "total":
+            # one total DOS for every crystal, or one per crystal (design: a generated DOS per candidate)
+            rows_scaled = p.target_scaled[rows.start : rows.stop] if p.target_scaled.dim() == 2 else p.target_scaled
+            cond = total_condition(rows_scaled, counts)
+        elif p.target_scaled is not None:
+            cond = site_condition(p.target_scaled, counts, p.condition_sites, p.window)
         return start, cond
 
     done = sample_in_batches(sampler, build_guidance(p), make_batch, n=r.n, batch_size=r.batch_size, seed=int(r.seed),

@@ -22,7 +22,7 @@ from torch import nn
 from dosmatgen.checkpoint_compat import check_regressor_fits, check_unconditional_fits, site_scaler
 from dosmatgen.crystal import Crystal
 from dosmatgen.diffusion.process import JointDiffusion
-from dosmatgen.dos.grid import SITE_GRID
+from dosmatgen.dos.grid import SITE_GRID, TOTAL_GRID
 from dosmatgen.errors import CheckpointError, InvalidRecordError, field_error
 from dosmatgen.sampling.condition import check_sites, window_mask
 from dosmatgen.sampling.constraints import FixedTypes
@@ -117,10 +117,9 @@ def _check_denoiser(ckpt: DenoiserCheckpoint, path, conditional: bool, window: b
         return
     if cfg.cond_mode == "none":
         raise field_error(CheckpointError, f"{path}: this checkpoint has no DOS conditioning (cond_mode 'none'); use {{guidance}} classifier or drop {{target}}")
-    if cfg.cond_mode != "site":
-        raise field_error(CheckpointError, f"{path}: cond_mode {cfg.cond_mode!r} is conditioned on the crystal DOS; {{target}} gives a site DOS (use a site-mode checkpoint)")
-    if cfg.cond_dim != SITE_GRID.n:
-        raise CheckpointError(f"{path}: model config expects {cfg.cond_dim} DOS bins, targets have {SITE_GRID.n} (SITE_GRID)")
+    grid = TOTAL_GRID if cfg.cond_mode == "total" else SITE_GRID  # total: the target is a crystal's total DOS
+    if cfg.cond_dim != grid.n:
+        raise CheckpointError(f"{path}: model config expects {cfg.cond_dim} DOS bins, {cfg.cond_mode} targets have {grid.n}")
     if window and not cfg.window_channel:
         raise field_error(CheckpointError, f"{path}: this checkpoint was trained without a window channel; {{window}} needs one")
 
@@ -179,7 +178,15 @@ def prepare(request: SamplingRequest) -> PreparedSampling:
     )
 
     # -- target, window, condition sites
-    if r.target is not None:
+    if r.target is not None and ckpt.model_config.cond_mode == "total" and guidance != "classifier":
+        from dosmatgen.sampling.total_condition import resolve_total_target, total_scaler
+
+        if r.window is not None or r.condition_sites is not None:
+            raise field_error(InvalidRecordError, "{window} and {condition_sites} apply to site-DOS targets; this checkpoint is conditioned on the total DOS")
+        total = resolve_total_target(str(r.target))
+        prepared.target_name, prepared.target_features = total.name, total.features
+        prepared.target_scaled = torch.as_tensor(total_scaler(ckpt.scalers, r.checkpoint).transform(total.features), dtype=torch.float32)
+    elif r.target is not None:
         from dosmatgen.targets import resolve_target
 
         target = resolve_target(str(r.target), efermi=float(r.efermi))
