@@ -81,7 +81,9 @@ def _fake_slurm(tmp_path: Path, fake_dosmatgen: bool) -> dict[str, str]:
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    scripts = {"srun": FAKE_SRUN, "scontrol": "#!/bin/bash\necho \"scontrol $*\" >> \"$FAKE_LOG\"\necho node1\n"}
+    scripts = {"srun": FAKE_SRUN, "scontrol": "#!/bin/bash\necho \"scontrol $*\" >> \"$FAKE_LOG\"\necho node1\n",
+               # `ray status` is the script's readiness poll of the Ray head (run directly, not through srun)
+               "ray": "#!/bin/bash\necho \"ray $*\" >> \"$FAKE_LOG\"\n"}
     if fake_dosmatgen:
         scripts["dosmatgen"] = "#!/bin/bash\necho \"dosmatgen $*\" >> \"$FAKE_LOG\"\n"
     for name, text in scripts.items():

@@ -16,7 +16,9 @@ SECTIONS = ("run", "source", "generator", "relax", "rank", "dft")
 
 
 def default_config_path() -> Path:
-    return Path(__file__).resolve().parents[2] / "configs" / "design" / "default.yaml"
+    """The default config ships inside the package (configs/design/default.yaml in a clone links to it), so an
+    installed dosmatgen finds it too."""
+    return Path(__file__).resolve().parents[1] / "resources" / "configs" / "design-default.yaml"
 
 
 @dataclass(frozen=True)
