@@ -92,7 +92,10 @@ def _fake_slurm(tmp_path: Path, fake_dosmatgen: bool) -> dict[str, str]:
     return {**os.environ, "PATH": f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}",
             "FAKE_LOG": str(tmp_path / "calls.log"), "DOSMATGEN_SLURM_DIR": str(SLURM), "SCRATCH": str(tmp_path / "scratch"),
             "SLURM_JOB_ID": "42", "SLURM_JOB_NODELIST": "node1", "SLURM_CPUS_PER_TASK": "2",
-            "DOSMATGEN_RAY_HEAD_WAIT": "0", "DOSMATGEN_RAY_WORKER_WAIT": "0"}
+            "DOSMATGEN_RAY_HEAD_WAIT": "0", "DOSMATGEN_RAY_WORKER_WAIT": "0",
+            # the venv's bin is already on PATH above; activating DOSMATGEN_VENV (CI sets it) would put the real
+            # dosmatgen ahead of the logging stand-in
+            "DOSMATGEN_VENV": ""}
 
 
 @pytest.mark.parametrize("bad, message", [
