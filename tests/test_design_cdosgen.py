@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from design_fixture_helpers import gap_dos, train_tiny_total
 
 from dosmatgen.design.cdosgen_check import pair_metrics
@@ -21,6 +22,7 @@ def test_identical_predictions_beat_random_pairs_and_nan_rows_are_undefined():
     assert m["undefined"] == 1 and m["cosine"]["matched"]["n_sites"] == 3 and m["cosine"]["random"]["n_sites"] == 3
 
 
+@pytest.mark.slow
 def test_check_runs_on_a_tiny_generator_as_a_script(tmp_path):
     import json
     import os

@@ -90,6 +90,7 @@ def test_sampler_keeps_prior_tokens_and_leaves_no_mask(sampler):
     assert not (out[:, :120] == BG_TOKEN).any() and not (out[:, 136:] == BG_TOKEN).any()
 
 
+@pytest.mark.slow
 def test_generate_dos_api_orders_accepted_first(checkpoint):
     t = PropertyTargets(band_gap=2.0)
     out = generate_dos(t, 4, checkpoint=checkpoint, seed=0, max_rounds=2)

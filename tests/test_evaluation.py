@@ -145,6 +145,7 @@ def test_cli_end_to_end_writes_metrics_tables_and_report(world, tmp_path, capsys
     assert any(k.startswith("DOS of site 0") for k in report["figures"])
 
 
+@pytest.mark.slow
 def test_every_acceptance_criterion_fails_with_the_condition_masked_out(world, tmp_path):
     """The negative control of issue 19: the condition masked out in every mode (cfg, none and uncond then sample the
     same structures from the same seeds), on the tiny model. No acceptance criterion may pass."""
