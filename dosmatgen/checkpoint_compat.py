@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
-from dosmatgen.dos.grid import SITE_GRID
+from dosmatgen.dos.grid import SITE_GRID, TOTAL_GRID
 from dosmatgen.errors import CheckpointError
 
 if TYPE_CHECKING:
@@ -25,16 +25,23 @@ if TYPE_CHECKING:
     from dosmatgen.training.checkpoint import DenoiserCheckpoint
 
 
-def site_scaler(scalers: Mapping, path: str | Path, what: str) -> "PerBinStandardScaler":
-    """The site-DOS scaler stored in a checkpoint (``what`` names the checkpoint kind in errors)."""
+def stored_scaler(scalers: Mapping, path: str | Path, what: str, kind: str = "site") -> "PerBinStandardScaler":
+    """The ``kind`` ("site" or "total") DOS scaler stored in a checkpoint, checked against that kind's grid
+    (``what`` names the checkpoint kind in errors)."""
     from dosmatgen.training.checkpoint import scalers_from_tensors
 
-    if "site" not in scalers:
-        raise CheckpointError(f"{path}: the {what} holds no site-DOS scaler, so a DOS cannot be scaled as in training")
-    scaler = scalers_from_tensors({"site": scalers["site"]})["site"]
-    if scaler.n_bins != SITE_GRID.n:
-        raise CheckpointError(f"{path}: the {what}'s site scaler has {scaler.n_bins} bins, expected {SITE_GRID.n}")
+    grid, name = {"site": (SITE_GRID, "SITE_GRID"), "total": (TOTAL_GRID, "TOTAL_GRID")}[kind]
+    if kind not in scalers:
+        raise CheckpointError(f"{path}: the {what} holds no {kind}-DOS scaler, so a DOS cannot be scaled as in training")
+    scaler = scalers_from_tensors({kind: scalers[kind]})[kind]
+    if scaler.n_bins != grid.n:
+        raise CheckpointError(f"{path}: the {what}'s {kind} scaler has {scaler.n_bins} bins, expected {grid.n} ({name})")
     return scaler
+
+
+def site_scaler(scalers: Mapping, path: str | Path, what: str) -> "PerBinStandardScaler":
+    """The site-DOS scaler stored in a checkpoint (``what`` names the checkpoint kind in errors)."""
+    return stored_scaler(scalers, path, what, "site")
 
 
 def check_regressor_fits(reg: "RegressorCheckpoint", reg_path: str | Path, denoiser: "DenoiserCheckpoint",

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from dosmatgen.dos import properties as P
+from dosmatgen.dos.properties import within_tolerance  # noqa: F401  (re-exported)
 from dosmatgen.errors import DosmatgenError
 
 
@@ -105,14 +106,6 @@ class DesignTargets:
 
         return PropertyTargets(band_gap=self.band_gap, dos_ef=self.dos_ef, n_ef=self.n_ef, tcm=self.tcm,
                                thermoelectric=self.thermoelectric, rel_tol=self.rel_tol, zero_abs_tol=self.zero_abs_tol)
-
-
-def within_tolerance(values: np.ndarray, target: float, rel_tol: float, zero_abs_tol: float) -> np.ndarray:
-    """|y - y*| <= rel_tol |y*| (y* != 0) or |y| <= zero_abs_tol (y* == 0), elementwise."""
-    v = np.asarray(values, dtype=np.float64)
-    if target == 0:
-        return np.abs(v) <= zero_abs_tol + 1e-12
-    return np.abs(v - target) <= rel_tol * abs(target) + 1e-12
 
 
 def target_properties(dos: np.ndarray) -> dict[str, np.ndarray]:

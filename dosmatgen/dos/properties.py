@@ -409,3 +409,11 @@ def thermoelectric_mask(
     eg = band_gap_soft(d) if gap == "soft" else band_gap_hard(d, threshold)
     lo, hi = gap_range_ev
     return np.asarray((eg >= lo) & (eg <= hi) & (dos_at_fermi(d) <= threshold) & (cosine_similarity(d, ref) > min_cosine))
+
+
+def within_tolerance(values: np.ndarray, target: float, rel_tol: float, zero_abs_tol: float) -> np.ndarray:
+    """Whether derived properties meet a scalar target, elementwise (the paper's Table 11 rule):
+    |y − y*| <= rel_tol·|y*|, or |y| <= zero_abs_tol when y* = 0."""
+    v = np.asarray(values, dtype=np.float64)
+    tol = zero_abs_tol if target == 0 else rel_tol * abs(target)
+    return np.abs(v - target) <= tol + 1e-12

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dosmatgen.dos.properties import derived_properties_batch, thermoelectric_mask, transparent_conductor_mask
+from dosmatgen.dos.properties import (  # noqa: F401  (within_tolerance re-exported)
+    derived_properties_batch, thermoelectric_mask, transparent_conductor_mask, within_tolerance)
 from dosmatgen.dos_sampler.targets import PropertyTargets
 from dosmatgen.errors import DosmatgenError
 
@@ -24,12 +25,6 @@ def dos_properties(dos: np.ndarray) -> dict[str, np.ndarray]:
     out = {alias: raw[name] for alias, name in PROPERTY_ALIASES.items()}
     out.update({name: v for name, v in raw.items() if name not in PROPERTY_ALIASES.values()})
     return out
-
-
-def within_tolerance(values: np.ndarray, target: float, rel_tol: float, zero_abs_tol: float) -> np.ndarray:
-    values = np.asarray(values, dtype=np.float64)
-    tol = zero_abs_tol if target == 0 else rel_tol * abs(target)
-    return np.abs(values - target) <= tol + 1e-12
 
 
 def accept_mask(

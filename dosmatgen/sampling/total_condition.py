@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dosmatgen.checkpoint_compat import stored_scaler
 from dosmatgen.dos.grid import TOTAL_GRID
-from dosmatgen.errors import CheckpointError, InvalidRecordError
+from dosmatgen.errors import InvalidRecordError
 from dosmatgen.model.conditioning import DOSCondition
 
 
@@ -69,14 +70,7 @@ def resolve_total_target(spec: str) -> TotalTarget:
 
 def total_scaler(scalers: dict, path, what: str = "checkpoint"):
     """The checkpoint's total-DOS scaler; CheckpointError naming ``path`` when it has none or the wrong width."""
-    from dosmatgen.training.checkpoint import scalers_from_tensors
-
-    if "total" not in scalers:
-        raise CheckpointError(f"{path}: the {what} holds no total-DOS scaler, so a total-DOS target cannot be scaled")
-    scaler = scalers_from_tensors({"total": scalers["total"]})["total"]
-    if scaler.n_bins != TOTAL_GRID.n:
-        raise CheckpointError(f"{path}: the {what}'s total scaler has {scaler.n_bins} bins, expected {TOTAL_GRID.n}")
-    return scaler
+    return stored_scaler(scalers, path, what, "total")
 
 
 def total_condition(targets: torch.Tensor, num_atoms: torch.Tensor) -> DOSCondition:
