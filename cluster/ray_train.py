@@ -36,11 +36,13 @@ log = logging.getLogger(__name__)
 CHECKPOINT_FILE = "last.pt"
 
 
-def store_datasets(store: str, train_split: str = "train", val_split: str | None = None):
-    """Default dataset loader: (train, val or None) ``CrystalDOSDataset`` of a dataset store."""
+def store_datasets(store: str, train_split: str = "train", val_split: str | None = None,
+                   repeat: dict[str, int] | None = None):
+    """Default dataset loader: (train, val or None) ``CrystalDOSDataset`` of a dataset store (``repeat``: id ->
+    times in the training set, see ``CrystalDOSDataset``)."""
     from dosmatgen.data.torch_dataset import CrystalDOSDataset
 
-    train = CrystalDOSDataset(store, train_split)
+    train = CrystalDOSDataset(store, train_split, repeat=repeat)
     val = CrystalDOSDataset(store, val_split) if val_split else None
     return train, val
 
@@ -247,6 +249,7 @@ def train_to_folder(
     threads_per_worker: int = 1,
     init_from: str | None = None,
     max_failures: int = 2,
+    repeat: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """Distributed training of the denoiser on the train split of ``store``; the result lands in ``out`` like a
     single-process ``dosmatgen train``: ``last.pt`` (library format, written after every epoch), ``best.pt`` (lowest
@@ -258,7 +261,8 @@ def train_to_folder(
     from another checkpoint folder. A fresh run refuses an ``out`` that already holds a checkpoint or a Ray run.
     ``init_from`` starts a fresh run from a checkpoint's weights (fine-tuning, see
     :mod:`dosmatgen.training.warm_start`); it is checked against the config before Ray starts. ``max_failures``:
-    restarts after a lost worker, each from the last checkpoint.
+    restarts after a lost worker, each from the last checkpoint. ``repeat`` (id -> times) weights structures of the
+    training set (the discovery loop's new DFT records).
     """
     import yaml
 
@@ -303,7 +307,8 @@ def train_to_folder(
     connect(address)
     result = run_distributed_training(
         saved, num_workers=num_workers, use_gpu=use_gpu, storage_path=str(storage), name=name, epochs=epochs,
-        dataset_options={"store": str(store), "train_split": (saved["data"].get("train_split") or "train")},
+        dataset_options={"store": str(store), "train_split": (saved["data"].get("train_split") or "train"),
+                         **({"repeat": dict(repeat)} if repeat else {})},
         resume_from=resume_from, init_from=init_from, threads_per_worker=threads_per_worker, metrics_dir=str(out / "ranks"),
         out_dir=str(out), max_failures=max_failures,
     )

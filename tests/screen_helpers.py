@@ -121,3 +121,29 @@ def tiny_run_config() -> dict[str, Any]:
         "diffusion": {"num_steps": 20},
         "training": {"batch_size": 8, "epochs": 2, "lr": 1e-3, "seed": 0},
     }
+
+
+class RescalingRelaxer:
+    """Test double of the relaxer contract: scales each cell to ``volume_per_atom`` (a tiny test model samples
+    absurd cells) and gives a deterministic pseudo formation energy in [-0.5, 0.5) eV/atom; no physics."""
+
+    def __init__(self, volume_per_atom: float = 20.0):
+        self.volume_per_atom = float(volume_per_atom)
+
+    def __call__(self, crystals: list[Crystal]):
+        from dosmatgen.screen.stages import RelaxOutcome
+
+        out = []
+        for c in crystals:
+            vol = abs(float(np.linalg.det(c.lattice)))
+            if not np.isfinite(vol) or vol <= 0:
+                out.append(RelaxOutcome(None, error="degenerate cell"))
+                continue
+            lattice = c.lattice * (self.volume_per_atom * c.num_atoms / vol) ** (1.0 / 3.0)
+            fe = float((int(np.sum(c.atomic_numbers)) % 10) / 10.0 - 0.5)
+            out.append(RelaxOutcome(Crystal(c.atomic_numbers, c.frac_coords, lattice), -1.0, -1.0 + fe, fe, 1, True))
+        return out
+
+
+def load_rescaling_relaxer(volume_per_atom: float = 20.0) -> RescalingRelaxer:
+    return RescalingRelaxer(volume_per_atom)

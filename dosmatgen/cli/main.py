@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "dosmatgen.cli.targets",
     "dosmatgen.cli.screen",
     "dosmatgen.cli.design",
+    "dosmatgen.cli.loop",
     "dosmatgen.cli.train",
     "dosmatgen.cli.sample",
     "dosmatgen.cli.train_regressor",

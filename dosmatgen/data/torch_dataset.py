@@ -14,7 +14,7 @@ The whole split is read from the store once, in the constructor, and kept as ten
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -34,13 +34,20 @@ class CrystalDOSDataset(Dataset):
         split: str = "train",
         scaled: bool = True,
         properties: Sequence[str] = (),
+        repeat: Mapping[str, int] | None = None,
     ):
+        """``repeat``: structure id -> how many times it appears in this dataset (default once; ids outside
+        ``split`` are ignored). The discovery loop uses it to weight its few new DFT records against a large store."""
         self.store = store if isinstance(store, DatasetStore) else DatasetStore.open(store)
         self.split = split
         self.scaled = scaled
         self.has_dos = self.store.has_dos
         mem = self.store.to_memory()
         self.indices = mem.split_indices(split)
+        if repeat:
+            position = {mem.ids[int(i)]: int(i) for i in self.indices}
+            extra = [position[k] for k, n in sorted(repeat.items()) if k in position for _ in range(int(n) - 1)]
+            self.indices = np.concatenate([self.indices, np.asarray(extra, dtype=self.indices.dtype)])
         atoms = mem.atom_indices(self.indices)
         counts = mem.num_atoms[self.indices].astype(np.int64)
         self._ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)

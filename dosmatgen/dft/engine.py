@@ -73,6 +73,8 @@ class DFTEngine(ABC):
 _ENGINES: dict[str, str] = {
     "gpaw": "dosmatgen.dft.gpaw_engine:GPAWEngine",
     "vasp": "dosmatgen.dft.vasp_engine:VASPEngine",
+    # a model DOS in milliseconds for tests and demos of DFT-consuming workflows; not DFT (analytic_engine.py)
+    "analytic": "dosmatgen.dft.analytic_engine:AnalyticEngine",
 }
 
 

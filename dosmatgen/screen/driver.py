@@ -15,7 +15,9 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+import numpy as np
 
 from dosmatgen import plugins
 from dosmatgen.dotted import resolve_callable
@@ -70,12 +72,17 @@ def shard_work(cfg: ScreenConfig, stage: str, store: RunStore) -> ShardWork:
     return ShardWork(stage, s.loader, run_relaxer_options(s.loader, dict(s.options), store.root), cfg.filters_by_target())
 
 
-def run_shard_stage(cfg: ScreenConfig, store: RunStore, stage: str, executor: ScreenExecutor, progress: bool) -> dict[str, Any]:
+#: ``select(store, target_id) -> rows``: writes the selection sent to DFT (once) and returns its rows, best first
+Selector = Callable[[RunStore, str], np.ndarray]
+
+
+def run_shard_stage(cfg: ScreenConfig, store: RunStore, stage: str, executor: ScreenExecutor, progress: bool,
+                    select: Selector = select_top_k) -> dict[str, Any]:
     units = pending_shards(store, stage)
     if stage != "rank":
         return executor.map_shards(store, shard_work(cfg, stage, store), units, progress=progress) if units else {"shards": 0}
     report = executor.map_shards(store, shard_work(cfg, stage, store), units, progress=progress) if units else {"shards": 0, "scored": 0}
-    report["selected"] = {t.id: int(select_top_k(store, t.id).size) for t in store.targets()}
+    report["selected"] = {t.id: int(select(store, t.id).size) for t in store.targets()}
     return report
 
 
@@ -91,10 +98,13 @@ def record_scheduler_usage(store: RunStore) -> None:
 
 
 def run_screen(config: str | Path, *, resume: bool = False, overrides: dict[str, Any] | None = None,
-               progress: bool = True, wait_dft: bool | None = None, stop_after: str | None = None) -> dict[str, Any]:
+               progress: bool = True, wait_dft: bool | None = None, stop_after: str | None = None,
+               select: Selector = select_top_k) -> dict[str, Any]:
     """Run (or continue) a screen. Returns {"stages": per-stage reports, "summary": summary dict, "store": path}.
 
     ``stop_after`` ("sample", "relax", "rank") ends the run after that stage (the next call continues).
+    ``select`` chooses the candidates sent to DFT (default: the ``rank.top_k`` best scores; the discovery loop
+    adds exploration picks, :mod:`dosmatgen.loop.selection`).
     """
     cfg = load_screen_config(config, overrides)
     store = open_run(cfg, resume=resume)
@@ -102,7 +112,7 @@ def run_screen(config: str | Path, *, resume: bool = False, overrides: dict[str,
     stages: dict[str, Any] = {}
     run_on = executors(cfg)
     for name in SHARD_STAGES:
-        stages[name] = run_shard_stage(cfg, store, name, run_on[name], progress)
+        stages[name] = run_shard_stage(cfg, store, name, run_on[name], progress, select)
         log.info("%s: %s", name, stages[name])
         if stop_after == name:
             return {"stages": stages, "summary": None, "store": str(store.root)}

@@ -28,6 +28,7 @@ from typing import Any, Mapping, Protocol, Sequence
 import numpy as np
 
 from dosmatgen.crystal import Crystal
+from dosmatgen.dft.record_file import write_record_npz
 from dosmatgen.dos.record import DOSRecord
 from dosmatgen.dotted import resolve_callable  # noqa: F401  (re-exported: loaders are resolved through it)
 from dosmatgen.errors import InvalidRecordError, StoreError
@@ -264,6 +265,17 @@ def dos_on_grid(record: DOSRecord, layout_grid, channels: Sequence[str]) -> np.n
     return out
 
 
+#: folder of the run holding the engine's whole record (structure, site and total DOS, E_F, energy) of each
+#: finished DFT unit, ``<target>-<row>.npz`` (:mod:`dosmatgen.dft.record_file`): what a dataset can grow from
+DFT_RECORDS_DIR = "dft_records"
+
+
+def dft_record_path(store: RunStore, target_id: str, row: int) -> Path:
+    folder = Path(store.root) / DFT_RECORDS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{target_id}-{int(row)}.npz"
+
+
 def dft_slot(store: RunStore, target_id: str, k: int, engine: Any, workdir: str | Path, *, write: bool = True) -> dict[str, Any]:
     """Run DFT on selection slot ``k`` and write its site DOS; failures are recorded in the manifest and re-raised.
 
@@ -291,6 +303,7 @@ def dft_slot(store: RunStore, target_id: str, k: int, engine: Any, workdir: str 
             raise InvalidRecordError(f"DFT changed the atom count {crystal.num_atoms} -> {record.crystal.num_atoms}")
         dos = dos_on_grid(record, t.layout.dos_grid, t.layout.dos_channels)
         t.write_dft(k, dos, float("nan") if record.energy is None else float(record.energy), float(record.efermi))
+        write_record_npz(record, dft_record_path(store, target_id, row))
     except Exception as exc:
         if not write:
             raise

@@ -17,7 +17,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -63,6 +63,7 @@ def train_surrogate(
     val_split: str = "val",
     init_from: str | Path | None = None,
     resume: bool = False,
+    repeat: Mapping[str, int] | None = None,
 ) -> SurrogateTrainResult:
     """Train a surrogate on ``train_split`` of ``store``, selecting the checkpoint on ``val_split``.
 
@@ -71,7 +72,7 @@ def train_surrogate(
     config must equal this run's, and it is recorded as ``info["init_from"]`` in the checkpoint.
     ``resume`` continues the run in ``out_dir`` from its ``train_state.pt`` (same store, splits and config, except
     :data:`RESUMABLE_CHANGES`); on CPU with the same number of threads the result equals an uninterrupted run's
-    (CUDA kernels are not bitwise deterministic).
+    (CUDA kernels are not bitwise deterministic). ``repeat`` (id -> times) weights structures of the training set.
     """
     t_start = time.perf_counter()
     out = Path(out_dir)
@@ -85,7 +86,7 @@ def train_surrogate(
     if not ds.has_dos:
         raise StoreError(f"{ds.path} holds structures only; the surrogate needs a DOS store")
     model_cfg = config.model_config()
-    train_set = CrystalDOSDataset(ds, train_split, scaled=True)
+    train_set = CrystalDOSDataset(ds, train_split, scaled=True, repeat=repeat)
     val_set = CrystalDOSDataset(ds, val_split, scaled=True)
     if len(train_set) == 0:
         raise StoreError(f"{ds.path}: split {train_split!r} is empty")
