@@ -37,14 +37,21 @@
 # Outputs: the run directory of the config (on $SCRATCH) and $SCRATCH/dosmatgen/slurm-<jobid>/ (Ray/Dask logs).
 set -euo pipefail
 
-CONFIG="${1:?usage: sbatch slurm/screen.sh CONFIG.yaml [dosmatgen screen options]}"
+# the driver command: `dosmatgen screen` (default) or `dosmatgen loop` (slurm/loop.sh sets DOSMATGEN_DRIVER=loop:
+# the discovery loop runs its screens on the same Ray and Dask services)
+DRIVER="${DOSMATGEN_DRIVER:-screen}"
+case "$DRIVER" in
+    screen|loop) ;;
+    *) echo "DOSMATGEN_DRIVER must be screen or loop, not '$DRIVER'" >&2; exit 2 ;;
+esac
+CONFIG="${1:?usage: sbatch slurm/${DRIVER}.sh CONFIG.yaml [dosmatgen ${DRIVER} options]}"
 shift
 SCRIPT_DIR="${DOSMATGEN_SLURM_DIR:-${SLURM_SUBMIT_DIR:-$(pwd)}/slurm}"
 # shellcheck source=slurm/common.sh
 source "${SCRIPT_DIR}/common.sh"
 dmg_setup_env
 # a wrong flag, config key, loader or missing backend fails here, before the allocation starts any service
-"${DMG_RUN[@]}" dosmatgen screen "$CONFIG" "$@" --check
+"${DMG_RUN[@]}" dosmatgen "$DRIVER" "$CONFIG" "$@" --check
 
 JOB_DIR="${SCRATCH}/dosmatgen/slurm-${SLURM_JOB_ID:-local}"
 mkdir -p "$JOB_DIR"
@@ -99,7 +106,7 @@ srun --overlap --nodes="${#NODES[@]}" --ntasks="${#NODES[@]}" --ntasks-per-node=
 
 # --- the driver (this batch step, first node) -------------------------------------------------------------
 status=0
-dmg_run_driver "${DMG_RUN[@]}" dosmatgen screen "$CONFIG" $(dmg_resume_args "$@") "$@" || status=$?
+dmg_run_driver "${DMG_RUN[@]}" dosmatgen "$DRIVER" "$CONFIG" $(dmg_resume_args "$@") "$@" || status=$?
 
 # stop the services started above (background srun steps of this script only)
 kill $(jobs -p) 2>/dev/null || true

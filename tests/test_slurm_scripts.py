@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 SLURM = Path(__file__).resolve().parents[1] / "slurm"
-SCRIPTS = ["screen.sh", "train.sh", "dft_collect.sh"]
+SCRIPTS = ["screen.sh", "train.sh", "dft_collect.sh", "loop.sh"]
 
 
 def _directives(path: Path) -> list[str]:
@@ -38,7 +38,7 @@ def test_gpu_scripts_follow_perlmutter_conventions(name):
 def test_screen_script_overlaps_later_steps_and_submits_without_waiting():
     text = (SLURM / "screen.sh").read_text()
     assert text.count("srun --overlap") >= 2  # Dask scheduler and workers join nodes that Ray holds
-    assert "dosmatgen screen \"$CONFIG\" \"$@\"" in text and "python -m" not in text
+    assert "dosmatgen \"$DRIVER\" \"$CONFIG\" \"$@\"" in text and "python -m" not in text
     assert "--resume" in (SLURM / "dft_collect.sh").read_text()
     assert "-C cpu" in _directives(SLURM / "dft_collect.sh")
 
@@ -128,6 +128,25 @@ def test_screen_script_forwards_every_option_to_the_dosmatgen_entry_point(tmp_pa
     assert calls[0] == screen_calls[0]
     assert any("ray start --head" in c for c in calls)
     assert calls.index(screen_calls[1]) > next(i for i, c in enumerate(calls) if "dask scheduler" in c)
+
+
+def test_loop_script_runs_the_loop_on_the_screen_services(tmp_path):
+    env = _fake_slurm(tmp_path, fake_dosmatgen=True)
+    env["DOSMATGEN_SLURM_DIR"] = str(SLURM)
+    opts = ["--rounds", "2", "--set", "loop.dir=/x"]
+    proc = subprocess.run(["bash", str(SLURM / "loop.sh"), "loop.yaml", *opts], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    calls = (tmp_path / "calls.log").read_text().splitlines()
+    driver = [c for c in calls if c.startswith("dosmatgen ")]
+    assert driver == [f"dosmatgen loop loop.yaml {' '.join(opts)} --check", f"dosmatgen loop loop.yaml {' '.join(opts)}"]
+    assert calls[0] == driver[0] and any("ray start --head" in c for c in calls)
+    assert calls.index(driver[1]) > next(i for i, c in enumerate(calls) if "dask scheduler" in c)
+    d = _directives(SLURM / "loop.sh")
+    assert "--requeue" in d and "--signal=B:USR1@600" in d and "--gpus-per-task=4" in d
+    bad = subprocess.run(["bash", str(SLURM / "screen.sh"), "x.yaml"], capture_output=True, text=True, timeout=60,
+                         env={**env, "DOSMATGEN_DRIVER": "rm"})
+    assert bad.returncode == 2 and "DOSMATGEN_DRIVER must be screen or loop" in bad.stderr
 
 
 def test_dft_collect_forwards_options_to_the_dosmatgen_entry_point(tmp_path):
