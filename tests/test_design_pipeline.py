@@ -32,7 +32,7 @@ def _summary(out):
 def test_design_with_the_dataset_source_writes_the_screen_summary(tmp_path, tiny_total, capsys):
     import zarr
 
-    from dosmatgen.design.targets import DesignTargets, meets_targets
+    from dosmatgen.dos.property_targets import PropertyTargets, meets_targets
 
     out = tmp_path / "run"
     assert _design(["--band-gap", "2.0", "--source", "dataset", "--n", "6"], tiny_total, out) == 0
@@ -44,7 +44,7 @@ def test_design_with_the_dataset_source_writes_the_screen_summary(tmp_path, tiny
     assert "design_dos.png" in s["plots"] and len(s["cifs"]) == s["counts"]["design"]["selected"] > 0
     g = zarr.open_group(str(out / "design" / "conditioning.zarr"), mode="r")
     dos = g["dos"][...]
-    assert dos.shape == (6, 256) and meets_targets(dos, DesignTargets(band_gap=2.0)).all()
+    assert dos.shape == (6, 256) and meets_targets(dos, PropertyTargets(band_gap=2.0)).all()
     assert "surrogate total DOS meets the targets" in capsys.readouterr().out
 
 
@@ -71,9 +71,10 @@ def test_missing_dos_generator_is_a_clear_error(tmp_path, tiny_total, monkeypatc
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--band-gap", "-1"], "--band-gap must be >= 0"),
-    (["--band-gap", "2.0", "--dos-ef", "1.0"], "--band-gap 2.0 with --dos-ef 1.0"),
-    (["--tcm", "1", "--thermoelectric"], "--tcm with --thermoelectric"),
+    (["--band-gap", "-1"], "band_gap (--band-gap) must be >= 0"),
+    (["--band-gap", "2.0", "--dos-ef", "1.0"], "band_gap=2.0 and dos_ef=1.0 (--band-gap, --dos-ef)"),
+    (["--tcm", "1", "--thermoelectric"], "thermoelectric and tcm (--thermoelectric, --tcm)"),
+    ([], "no target: give at least one of --band-gap"),
     (["--n-ef", "2.0", "--n", "0"], "--n must be >= 1"),
     (["--band-gap", "50", "--source", "dataset"], "no train-split crystal"),
     (["--like", "missing.cif"], "reference structure file not found"),

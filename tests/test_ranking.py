@@ -262,7 +262,7 @@ def test_missing_or_wrong_surrogate_checkpoint_is_a_clear_error(tmp_path, store)
     with pytest.raises(CheckpointError, match="no surrogate checkpoint"):
         SurrogateSiteDOS(tmp_path / "missing.pt")
     total = _tiny_checkpoint(tmp_path / "total.pt", store, target="total")
-    with pytest.raises(CheckpointError, match="needs a site-DOS surrogate"):
+    with pytest.raises(CheckpointError, match="total-DOS surrogate: rank with it by property targets"):
         SurrogateSiteDOS(total)
 
 

@@ -10,19 +10,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from dosmatgen.cli.property_args import add_property_target_arguments, property_targets_from_args
+
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("design", help="design crystals from property targets or a reference crystal, through the total DOS")
-    t = p.add_argument_group("targets (DOS-derived properties of the per-atom total DOS)")
-    t.add_argument("--band-gap", type=float, default=None, metavar="EV", help="band gap (paper Algorithm 1), eV, >= 0")
-    t.add_argument("--dos-ef", type=float, default=None, metavar="X", help="DOS(E_F), states/eV/atom, >= 0")
-    t.add_argument("--n-ef", type=float, default=None, metavar="X", help="N(E_F), the paper's Eq. 6 bin sum, >= 0")
-    t.add_argument("--tcm", type=int, default=None, choices=(1, 2), help="transparent conductor of type 1 or 2")
-    t.add_argument("--thermoelectric", action="store_true", help="thermoelectric filter (gap 0.1-1 eV, DOS(E_F) = 0)")
-    t.add_argument("--te-reference", default=None, metavar="REF.cif",
-                   help="reference thermoelectric whose DOS the candidates must resemble (cosine > 0.9; default with --like: the reference)")
-    t.add_argument("--rel-tol", type=float, default=0.10, help="relative tolerance of a non-zero target (default 0.10)")
-    t.add_argument("--zero-abs-tol", type=float, default=0.10, help="absolute tolerance of a zero target (default 0.10)")
+    add_property_target_arguments(p, "reference thermoelectric whose DOS the candidates must resemble (cosine > 0.9; "
+                                     "default with --like: the reference)")
     p.add_argument("--like", default=None, metavar="REF.cif", help="crystal-to-crystal translation: condition on REF's total DOS")
     p.add_argument("--like-gpaw", action="store_true", help="with --like: compute REF's DOS with GPAW when no dataset record matches (else the surrogate)")
     p.add_argument("--source", choices=("dossampler", "dataset", "like"), default=None,
@@ -38,14 +32,9 @@ def register(subparsers: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     from dosmatgen.cli.screen import parse_overrides
     from dosmatgen.design.pipeline import DesignRequest, format_design, run_design
-    from dosmatgen.design.targets import DesignTargets
 
-    given = any(v is not None for v in (args.band_gap, args.dos_ef, args.n_ef, args.tcm)) or args.thermoelectric
-    targets = DesignTargets(band_gap=args.band_gap, dos_ef=args.dos_ef, n_ef=args.n_ef, tcm=args.tcm,
-                            thermoelectric=args.thermoelectric, rel_tol=args.rel_tol,
-                            zero_abs_tol=args.zero_abs_tol) if given or args.like is None else None
-    summary = run_design(DesignRequest(
-        out=args.out, n=args.n, targets=targets, source=args.source, like=args.like, like_gpaw=args.like_gpaw,
+    summary = run_design(DesignRequest(  # no target and no --like: run_design names the missing flags
+        out=args.out, n=args.n, targets=property_targets_from_args(args), source=args.source, like=args.like, like_gpaw=args.like_gpaw,
         te_reference=args.te_reference, dft_top_k=args.dft_top_k, config=args.config, overrides=parse_overrides(args.set),
     ))
     print(format_design(summary))

@@ -2,7 +2,7 @@
 property targets, the total-DOS generator (``cond_mode: total``) turns each into crystals, and the screen stages
 relax, filter and rank them. See docs/design.md.
 
-* :mod:`dosmatgen.design.targets` -- the property targets (``--band-gap`` ...), their validation and tolerance test;
+* :mod:`dosmatgen.dos.property_targets` -- the property targets (``--band-gap`` ...), their validation and tolerance test;
 * :mod:`dosmatgen.design.sources` -- where the conditioning total DOS come from (``dossampler``, ``dataset``, ``like``);
 * :mod:`dosmatgen.design.like` -- a reference crystal's total DOS (dataset, surrogate or GPAW);
 * :mod:`dosmatgen.design.total_dos` -- the surrogate total DOS of a crystal;

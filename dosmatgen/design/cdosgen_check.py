@@ -27,7 +27,7 @@ import numpy as np
 
 from dosmatgen.checkpoint_paths import TOTAL_DOS_GENERATOR
 from dosmatgen.design.scorer import cosine_rows
-from dosmatgen.design.targets import target_properties
+from dosmatgen.dos.property_targets import target_properties
 
 
 def pearson_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -28,7 +28,7 @@ import numpy as np
 from dosmatgen.checkpoint_paths import TOTAL_DOS_GENERATOR
 from dosmatgen.design.config import DesignConfig, filter_config, load_design_config
 from dosmatgen.design.sources import SOURCES, DatasetSource, DesignDos, DosSamplerSource, DosSource, LikeSource
-from dosmatgen.design.targets import DesignTargetError, DesignTargets, meets_targets, target_properties
+from dosmatgen.dos.property_targets import PropertyTargetError, PropertyTargets, meets_targets, target_properties
 from dosmatgen.dos.grid import EnergyGrid, TOTAL_GRID
 from dosmatgen.errors import InvalidRecordError
 
@@ -42,7 +42,7 @@ class DesignRequest:
 
     out: str | Path
     n: int = 256
-    targets: DesignTargets | None = None
+    targets: PropertyTargets | None = None
     source: str | None = None  # None: config source.kind, or "like" with ``like``
     like: str | Path | None = None
     like_gpaw: bool = False
@@ -61,8 +61,8 @@ def _source_kind(r: DesignRequest, cfg: DesignConfig) -> str:
         raise InvalidRecordError("--source like needs --like REF.cif")
     if r.like is not None and kind != "like":
         raise InvalidRecordError(f"--like takes the reference's DOS; it cannot be combined with --source {kind}")
-    if kind != "like" and r.targets is None:
-        raise DesignTargetError("no target: give at least one of --band-gap, --dos-ef, --n-ef, --tcm, --thermoelectric (or --like REF.cif)")
+    if kind != "like" and (r.targets is None or not r.targets.any()):
+        raise PropertyTargetError("no target: give at least one of --band-gap, --dos-ef, --n-ef, --tcm, --thermoelectric (or --like REF.cif)")
     if r.like_gpaw and r.like is None:
         raise InvalidRecordError("--like-gpaw needs --like REF.cif")
     return kind

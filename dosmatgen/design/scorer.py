@@ -1,6 +1,6 @@
 """The rank stage of a design run: score relaxed candidates by their surrogate total DOS (lower is better).
 
-* property targets: :func:`dosmatgen.design.targets.target_error` (normalised distance to each scalar target,
+* property targets: :func:`dosmatgen.dos.property_targets.target_error` (normalised distance to each scalar target,
   plus 1 per failed categorical target: transparent conductor, thermoelectric);
 * ``--like``: 1 - cosine similarity to the reference total DOS.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from dosmatgen.crystal import Crystal
-from dosmatgen.design.targets import DesignTargets, target_error
+from dosmatgen.dos.property_targets import PropertyTargets, target_error
 from dosmatgen.design.total_dos import SurrogateTotalDOS
 from dosmatgen.screen.stages import TargetContext
 
@@ -27,7 +27,7 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class DesignScorer:
     """Scorer contract (:mod:`dosmatgen.screen.stages`) on the surrogate total DOS of the candidates."""
 
-    def __init__(self, predict: SurrogateTotalDOS, targets: DesignTargets | None = None,
+    def __init__(self, predict: SurrogateTotalDOS, targets: PropertyTargets | None = None,
                  reference: np.ndarray | None = None, te_reference: np.ndarray | None = None) -> None:
         if targets is None and reference is None:
             raise ValueError("a design scorer needs property targets or a reference DOS")

@@ -20,7 +20,7 @@ import numpy as np
 
 from dosmatgen.dos.grid import TOTAL_GRID
 from dosmatgen.errors import DosmatgenError, InvalidRecordError
-from dosmatgen.design.targets import DesignTargets, meets_targets, target_properties
+from dosmatgen.dos.property_targets import PropertyTargets, meets_targets, target_properties
 
 SOURCES = ("dossampler", "dataset", "like")
 
@@ -52,7 +52,7 @@ class DesignDos:
 class DosSource(Protocol):
     name: str
 
-    def __call__(self, targets: DesignTargets | None, n: int, seed: int) -> DesignDos: ...
+    def __call__(self, targets: PropertyTargets | None, n: int, seed: int) -> DesignDos: ...
 
 
 class DosSamplerSource:
@@ -64,7 +64,7 @@ class DosSamplerSource:
                  guidance_scale: float | None = None, max_rounds: int = 10) -> None:
         self.checkpoint, self.device, self.guidance_scale, self.max_rounds = checkpoint, device, guidance_scale, int(max_rounds)
 
-    def __call__(self, targets: DesignTargets | None, n: int, seed: int) -> DesignDos:
+    def __call__(self, targets: PropertyTargets | None, n: int, seed: int) -> DesignDos:
         if targets is None:
             raise DosmatgenError("--source dossampler needs property targets (--band-gap, --dos-ef, --n-ef, --tcm, --thermoelectric)")
         try:
@@ -72,7 +72,7 @@ class DosSamplerSource:
         except ImportError as exc:
             raise DosmatgenError(f"--source dossampler needs the DOS generator dosmatgen.dos_sampler, which this "
                                  f"installation lacks ({exc}); use --source dataset") from None
-        out = generate_dos(targets.to_sampler_targets(), int(n), checkpoint=self.checkpoint, seed=int(seed),
+        out = generate_dos(targets, int(n), checkpoint=self.checkpoint, seed=int(seed),
                            device=self.device, guidance_scale=self.guidance_scale, max_rounds=self.max_rounds)
         if not np.allclose(np.asarray(out.energies), TOTAL_GRID.energies, atol=1e-6):
             raise DosmatgenError(f"{self.checkpoint}: the DOS generator's grid is not TOTAL_GRID ({TOTAL_GRID})")
@@ -97,7 +97,7 @@ class DatasetSource:
         self.store = str(store) if store else str(bundled_dataset_path())
         self.split, self.te_reference = split, te_reference
 
-    def __call__(self, targets: DesignTargets | None, n: int, seed: int) -> DesignDos:
+    def __call__(self, targets: PropertyTargets | None, n: int, seed: int) -> DesignDos:
         from dosmatgen.data.store import DatasetStore
 
         if targets is None:
@@ -127,7 +127,7 @@ class LikeSource:
     def __init__(self, reference) -> None:
         self.reference = reference
 
-    def __call__(self, targets: DesignTargets | None, n: int, seed: int) -> DesignDos:
+    def __call__(self, targets: PropertyTargets | None, n: int, seed: int) -> DesignDos:
         ref = self.reference
         return DesignDos(np.repeat(ref.dos[None], int(n), axis=0), [ref.label] * int(n),
                          {"source": self.name, "reference": ref.label, "how": ref.how, "file": ref.file})

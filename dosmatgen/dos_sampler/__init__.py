@@ -3,6 +3,6 @@
 """
 
 from dosmatgen.dos_sampler.generate import GeneratedDos, generate_dos
-from dosmatgen.dos_sampler.targets import PropertyTargets
+from dosmatgen.dos.property_targets import PropertyTargets
 
 __all__ = ["GeneratedDos", "PropertyTargets", "generate_dos"]

@@ -22,7 +22,7 @@ from dosmatgen.dos_sampler.data import load_split
 from dosmatgen.dos_sampler.generate import generate_batch
 from dosmatgen.dos_sampler.rejection import accept_mask, dos_properties, within_tolerance
 from dosmatgen.dos_sampler.sampler import SamplingConfig
-from dosmatgen.dos_sampler.targets import PropertyTargets
+from dosmatgen.dos.property_targets import PropertyTargets
 
 N_EF_TARGET = 64.0
 #: (name, targets, {property: target value scored}) -- scored includes derived zero targets (paper Table 1 rows 8-9).

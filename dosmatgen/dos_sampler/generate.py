@@ -25,7 +25,7 @@ from dosmatgen.dos_sampler.guidance import Guidance
 from dosmatgen.dos_sampler.priors import build_prior
 from dosmatgen.dos_sampler.rejection import accept_mask, dos_properties
 from dosmatgen.dos_sampler.sampler import SamplingConfig, sample_tokens
-from dosmatgen.dos_sampler.targets import PropertyTargets
+from dosmatgen.dos.property_targets import PropertyTargets
 from dosmatgen.dos_sampler.tokens import detokenize
 from dosmatgen.errors import DosmatgenError
 

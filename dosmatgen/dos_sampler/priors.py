@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dosmatgen.dos.properties import TCM_MIN_GAP_BELOW_EV, TOTAL_DE, band_gap_soft
-from dosmatgen.dos_sampler.targets import PropertyTargets
+from dosmatgen.dos.property_targets import PropertyTargets
 from dosmatgen.dos_sampler.tokens import BG_TOKEN, MASK_TOKEN, SEQ_LEN, gap_bins_mask
 from dosmatgen.errors import DosmatgenError
 

@@ -19,9 +19,11 @@ _LABELS = {"band_gap": "band gap (eV)", "dos_ef": "DOS(E_F) (states/eV/atom)", "
 
 
 def plot_design_dos(dos: np.ndarray, targets, out: str | Path, *, reference_label: str | None = None,
-                    top_candidates: np.ndarray | None = None, top_conditioning: np.ndarray | None = None) -> list[Path]:
-    """``dos`` (n, 256) states/eV/atom; ``targets`` a DesignTargets or None; returns the written files."""
-    from dosmatgen.design.targets import SCALAR_TARGETS, target_properties
+                    top_candidates: np.ndarray | None = None, top_conditioning: np.ndarray | None = None,
+                    what: str = "conditioning DOS") -> list[Path]:
+    """``dos`` (n, 256) states/eV/atom; ``targets`` a PropertyTargets or None; ``what`` names the spectra (e.g. the
+    surrogate DOS of ranked candidates); returns the written files."""
+    from dosmatgen.dos.property_targets import SCALAR_TARGETS, target_properties
 
     dos = np.asarray(dos, dtype=np.float64)
     scalar = [k for k in SCALAR_TARGETS if targets is not None and getattr(targets, k) is not None]
@@ -35,7 +37,7 @@ def plot_design_dos(dos: np.ndarray, targets, out: str | Path, *, reference_labe
         ax.plot(e, row, color="tab:blue", lw=0.5, alpha=0.4)
     ax.plot(e, dos.mean(axis=0), color="k", lw=1.8, label=f"mean of {dos.shape[0]}")
     ax.axvline(0.0, color="grey", ls=":", lw=0.8)
-    title = "conditioning DOS"
+    title = what
     if targets is not None:
         title += f"\n{targets.describe()}"
     if reference_label:
@@ -53,7 +55,7 @@ def plot_design_dos(dos: np.ndarray, targets, out: str | Path, *, reference_labe
         ax.hist(props[name], bins=30, color="tab:blue", alpha=0.8)
         ax.axvline(want, color="tab:green", lw=2, label=f"target {want:g}")
         ax.set_xlabel(_LABELS[name])
-        ax.set_ylabel("conditioning DOS")
+        ax.set_ylabel(what)
         ax.legend(fontsize=7)
     if not scalar:
         ax = axes[1]
@@ -61,7 +63,7 @@ def plot_design_dos(dos: np.ndarray, targets, out: str | Path, *, reference_labe
         ax.set_xlabel(_LABELS["band_gap"])
         cats = [] if targets is None else [s for s, on in (("tcm %s" % targets.tcm, targets.tcm is not None),
                                                              ("thermoelectric", targets.thermoelectric)) if on]
-        ax.set_title(", ".join(cats) if cats else "band gap of the conditioning DOS", fontsize=8)
+        ax.set_title(", ".join(cats) if cats else f"band gap of the {what}", fontsize=8)
     if show_top:
         ax = axes[-1]
         colors = ["tab:red", "tab:orange", "tab:purple", "tab:brown"]

@@ -33,7 +33,8 @@ class SurrogateSiteDOS:
         self.checkpoint = Path(checkpoint)
         self.predictor = SurrogatePredictor.from_checkpoint(self.checkpoint, device=device, batch_size=batch_size)
         if self.predictor.target != "site":
-            raise CheckpointError(f"{checkpoint} is a {self.predictor.target}-DOS surrogate; ranking needs a site-DOS surrogate")
+            raise CheckpointError(f"{checkpoint} is a {self.predictor.target}-DOS surrogate: rank with it by property targets "
+                                  "(--band-gap, --dos-ef, --n-ef, --tcm, --thermoelectric), or give a site-DOS surrogate for a site --target")
         if self.predictor.grid != SITE_GRID:
             raise CheckpointError(f"{checkpoint} predicts on {self.predictor.grid}, not the model grid {SITE_GRID}")
         self.scaler = self.predictor.scaler
