@@ -32,11 +32,11 @@ def test_check_runs_on_a_tiny_generator_as_a_script(tmp_path):
     ckpt = train_tiny_total(tmp_path / "tiny")
     out = tmp_path / "check.json"
     proc = subprocess.run([sys.executable, "-m", "dosmatgen.design.cdosgen_check", "--checkpoint", ckpt, "--limit", "4",
-                           "--out", str(out)], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                           "--sampling-steps", "5", "--out", str(out)], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr
-    assert "CDOSGen check on 4 test structures" in proc.stdout
+    assert "CDOSGen check on 4 test structures (4 valid crystals, 5 sampling steps)" in proc.stdout
     r = json.loads(out.read_text())
-    assert r["structures"] == 4 and r["surrogate_route"] == "mean of site-surrogate DOS over atoms"
+    assert r["sampling_steps"] == 5 and r["structures"] == 4 and r["surrogate_route"] == "mean of site-surrogate DOS over atoms"
     assert np.isfinite(r["oracle"]["cosine"]["matched"]["mean"])
     assert set(r["generated"]) >= {"cosine", "pearson", "band_gap_mae", "dos_ef_mae", "n_ef_mae", "undefined"}
 

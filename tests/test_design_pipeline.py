@@ -78,6 +78,7 @@ def test_missing_dos_generator_is_a_clear_error(tmp_path, tiny_total, monkeypatc
     (["--n-ef", "2.0", "--n", "0"], "--n must be >= 1"),
     (["--band-gap", "50", "--source", "dataset"], "no train-split crystal"),
     (["--like", "missing.cif"], "reference structure file not found"),
+    (["--band-gap", "1.0", "--set", "generator.sampling_steps=100"], "--sampling-steps must lie in 1..20"),
 ])
 def test_bad_targets_exit_non_zero_and_write_nothing(tmp_path, tiny_total, capsys, args, message):
     out = tmp_path / "run"

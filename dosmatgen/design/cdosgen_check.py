@@ -63,7 +63,7 @@ def pair_metrics(cond: np.ndarray, pred: np.ndarray, perm: np.ndarray, seed: int
 
 def cdosgen_check(checkpoint: str = TOTAL_DOS_GENERATOR, surrogate: str = "bundled:surrogate-small",
                   store: str | None = None, split: str = "test", limit: int | None = 128, seed: int = 0, w: float = 1.0,
-                  batch: int = 64, device: str = "cpu") -> dict[str, Any]:
+                  batch: int = 64, device: str = "cpu", sampling_steps: int | None = None) -> dict[str, Any]:
     """Run the check (module docstring); returns a JSON-ready dict of the numbers and the settings."""
     from dosmatgen.data.bundled import bundled_dataset_path
     from dosmatgen.data.store import DatasetStore
@@ -77,7 +77,7 @@ def cdosgen_check(checkpoint: str = TOTAL_DOS_GENERATOR, surrogate: str = "bundl
     path = str(store) if store else str(bundled_dataset_path())
     ds = DatasetStore.open(path)
     mem = ds.to_memory()
-    sampler = TotalDosSampler(checkpoint, w=w, device=device)
+    sampler = TotalDosSampler(checkpoint, w=w, device=device, sampling_steps=sampling_steps)
     largest = max_trained_atoms(sampler.base.checkpoint.num_atoms_counts)
     idx = ds.split_indices(split)
     idx = idx[mem.num_atoms[idx] <= largest]
@@ -96,7 +96,8 @@ def cdosgen_check(checkpoint: str = TOTAL_DOS_GENERATOR, surrogate: str = "bundl
     perm = random_derangement(idx.size, seed)
     return {
         "checkpoint": checkpoint, "surrogate": surrogate, "surrogate_route": predict.route, "store": path, "split": split,
-        "structures": int(idx.size), "seed": seed, "w": w, "valid_crystals": int(sum(c is not None for c in crystals)),
+        "structures": int(idx.size), "seed": seed, "w": w,
+        "sampling_steps": sampling_steps or sampler.base.checkpoint.diffusion_config.num_steps, "valid_crystals": int(sum(c is not None for c in crystals)),
         "generated": pair_metrics(cond, pred, perm, seed), "oracle": pair_metrics(cond, oracle, perm, seed),
         "seconds_sampling": t_sample, "seconds": time.perf_counter() - t0,
     }
@@ -111,9 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=128, help="structures (a seeded random subset; 0: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--w", type=float, default=1.0)
+    p.add_argument("--sampling-steps", type=int, default=None, help="S of the T reverse steps (default: all T)")
     p.add_argument("--out", default=None, help="write the numbers as JSON here")
     args = p.parse_args(argv)
-    result = cdosgen_check(args.checkpoint, args.surrogate, args.data, args.split, args.limit or None, args.seed, args.w)
+    result = cdosgen_check(args.checkpoint, args.surrogate, args.data, args.split, args.limit or None, args.seed, args.w,
+                           sampling_steps=args.sampling_steps)
     text = json.dumps(result, indent=1, default=float)
     if args.out:
         with open(args.out, "w") as fh:
@@ -135,8 +138,8 @@ def evaluate_total_checkpoint(checkpoint: str, data: str | None, split: str, sur
 
 
 def format_check(result: dict[str, Any]) -> str:
-    lines = [f"CDOSGen check on {result['structures']} {result['split']} structures ({result['valid_crystals']} valid crystals); "
-             "mean [95 % interval]"]
+    lines = [f"CDOSGen check on {result['structures']} {result['split']} structures ({result['valid_crystals']} valid crystals, "
+             f"{result.get('sampling_steps')} sampling steps); mean [95 % interval]"]
     for key in ("cosine", "pearson", "band_gap_mae", "dos_ef_mae", "n_ef_mae"):
         g = result["generated"][key]
         lines.append(f"  {key:13s} matched {g['matched']['mean']:.4f}  random {g['random']['mean']:.4f}  "

@@ -151,7 +151,8 @@ def run_design(r: DesignRequest) -> dict[str, Any]:
         te_reference = ref.dos  # crystal-to-crystal translation of a thermoelectric: the reference is the TE reference
     g = cfg.generator
     sampler = TotalDosSampler(g.get("checkpoint", TOTAL_DOS_GENERATOR), w=float(g.get("w", 1.0)),
-                              step_lr=float(g.get("step_lr", 5e-6)), device=g.get("device", "cpu"))
+                              step_lr=float(g.get("step_lr", 5e-6)), device=g.get("device", "cpu"),
+                              sampling_steps=g.get("sampling_steps"))
     relaxer = resolve_callable(cfg.relax["loader"])(**dict(cfg.relax.get("options", {})))
     predict = SurrogateTotalDOS(cfg.rank.get("surrogate", "bundled:surrogate-small"), device=g.get("device", "cpu"))
     scorer = DesignScorer(predict, r.targets, None if ref is None else ref.dos, te_reference)

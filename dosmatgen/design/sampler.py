@@ -24,11 +24,12 @@ class TotalDosSampler(DiffusionSampler):
     """Sampler contract around a total-DOS-conditioned checkpoint (CheckpointError for any other kind)."""
 
     def __init__(self, checkpoint: str, *, w: float = 1.0, step_lr: float = 5e-6, use_ema: bool = True,
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", sampling_steps: int | None = None) -> None:
         from dosmatgen.checkpoint_paths import resolve_checkpoint
         from dosmatgen.sampling.total_condition import total_scaler
 
-        super().__init__(str(resolve_checkpoint(checkpoint)), guidance="cfg", w=w, step_lr=step_lr, use_ema=use_ema, device=device)
+        super().__init__(str(resolve_checkpoint(checkpoint)), guidance="cfg", w=w, step_lr=step_lr, use_ema=use_ema, device=device,
+                         sampling_steps=sampling_steps)
         mode = self.base.checkpoint.model_config.cond_mode
         if mode != "total":
             raise CheckpointError(f"{checkpoint}: design needs a total-DOS generator (cond_mode 'total'), this one has cond_mode {mode!r}")
@@ -55,8 +56,8 @@ class TotalDosSampler(DiffusionSampler):
 
 
 def load_total_dos_sampler(checkpoint: str = TOTAL_DOS_GENERATOR, w: float = 1.0, step_lr: float = 5e-6,
-                           use_ema: bool = True, device: str = "cpu") -> TotalDosSampler:
-    return TotalDosSampler(checkpoint, w=w, step_lr=step_lr, use_ema=use_ema, device=device)
+                           use_ema: bool = True, device: str = "cpu", sampling_steps: int | None = None) -> TotalDosSampler:
+    return TotalDosSampler(checkpoint, w=w, step_lr=step_lr, use_ema=use_ema, device=device, sampling_steps=sampling_steps)
 
 
 def with_conditioning(sampler: Sampler, rows: np.ndarray) -> Sampler:
