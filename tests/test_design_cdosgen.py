@@ -16,6 +16,8 @@ def test_identical_predictions_beat_random_pairs_and_nan_rows_are_undefined():
     assert m["cosine"]["matched"]["mean"] == 1.0
     assert m["cosine"]["random"]["mean"] < 1.0 and m["cosine"]["difference"]["lo"] > 0
     assert m["band_gap_mae"]["matched"]["mean"] == 0.0 and m["band_gap_mae"]["random"]["mean"] > 0.5
+    # Jensen-Shannon divergence (paper Table 3): 0 for identical spectra, larger for random pairs
+    assert m["js_divergence"]["matched"]["mean"] == 0.0 and m["js_divergence"]["difference"]["hi"] < 0
     pred = cond.copy()
     pred[2] = np.nan
     m = pair_metrics(cond, pred, np.array([1, 2, 3, 0]))
@@ -38,7 +40,7 @@ def test_check_runs_on_a_tiny_generator_as_a_script(tmp_path):
     r = json.loads(out.read_text())
     assert r["sampling_steps"] == 5 and r["structures"] == 4 and r["surrogate_route"] == "mean of site-surrogate DOS over atoms"
     assert np.isfinite(r["oracle"]["cosine"]["matched"]["mean"])
-    assert set(r["generated"]) >= {"cosine", "pearson", "band_gap_mae", "dos_ef_mae", "n_ef_mae", "undefined"}
+    assert set(r["generated"]) >= {"cosine", "pearson", "js_divergence", "band_gap_mae", "dos_ef_mae", "n_ef_mae", "undefined"}
 
 
 def test_evaluate_runs_the_check_for_a_total_dos_denoiser(tmp_path, capsys):

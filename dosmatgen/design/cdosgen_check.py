@@ -4,7 +4,8 @@ For test-split structures i = 1..n: condition the generator on the DFT total DOS
 count), generate one crystal, and predict its total DOS p_i with the surrogate (:mod:`dosmatgen.design.total_dos`;
 the crystals are not relaxed). Then, as in the paper's Table 3:
 
-* matched: cosine(d_i, p_i), Pearson(d_i, p_i) and |property(d_i) - property(p_i)| for band gap, DOS(E_F), N(E_F);
+* matched: cosine(d_i, p_i), Pearson(d_i, p_i), the Jensen-Shannon divergence (base 2) of the unit-area spectra,
+  and |property(d_i) - property(p_i)| for band gap, DOS(E_F), N(E_F);
 * random pairs: the same with p_sigma(i), sigma a seeded derangement (sigma(i) != i);
 * the paired difference matched - random per structure, with a 95 % bootstrap interval over structures.
 
@@ -28,6 +29,7 @@ import numpy as np
 from dosmatgen.checkpoint_paths import TOTAL_DOS_GENERATOR
 from dosmatgen.design.scorer import cosine_rows
 from dosmatgen.dos.property_targets import target_properties
+from dosmatgen.metrics.dos_match import js_divergence_rows
 
 
 def pearson_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -49,7 +51,7 @@ def pair_metrics(cond: np.ndarray, pred: np.ndarray, perm: np.ndarray, seed: int
     out: dict[str, Any] = {}
     pc, pp = target_properties(np.nan_to_num(cond)), target_properties(np.nan_to_num(pred))
     bad = ~np.all(np.isfinite(pred), axis=1)
-    for name, fn in (("cosine", cosine_rows), ("pearson", pearson_rows)):
+    for name, fn in (("cosine", cosine_rows), ("pearson", pearson_rows), ("js_divergence", js_divergence_rows)):
         matched, random = fn(cond, pred), fn(cond, pred[perm])
         matched[bad], random[bad[perm]] = np.nan, np.nan
         out[name] = {"matched": _stats(matched, seed), "random": _stats(random, seed), "difference": _stats(matched - random, seed)}
@@ -140,7 +142,9 @@ def evaluate_total_checkpoint(checkpoint: str, data: str | None, split: str, sur
 def format_check(result: dict[str, Any]) -> str:
     lines = [f"CDOSGen check on {result['structures']} {result['split']} structures ({result['valid_crystals']} valid crystals, "
              f"{result.get('sampling_steps')} sampling steps); mean [95 % interval]"]
-    for key in ("cosine", "pearson", "band_gap_mae", "dos_ef_mae", "n_ef_mae"):
+    for key in ("cosine", "pearson", "js_divergence", "band_gap_mae", "dos_ef_mae", "n_ef_mae"):
+        if key not in result["generated"]:
+            continue
         g = result["generated"][key]
         lines.append(f"  {key:13s} matched {g['matched']['mean']:.4f}  random {g['random']['mean']:.4f}  "
                      f"difference {g['difference']['mean']:+.4f} [{g['difference']['lo']:+.4f}, {g['difference']['hi']:+.4f}]  "
