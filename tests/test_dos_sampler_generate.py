@@ -78,6 +78,39 @@ def test_metallic_targets_forbid_bg_everywhere():
     assert np.all(np.flatnonzero(tcm.tokens[0] == 0) < 128)
 
 
+def test_type1_tcm_prior_keeps_the_conduction_band_open_for_4_ev(sampler):
+    from dosmatgen.dos.properties import ZERO_DOS_THRESHOLD
+
+    k = np.array([0.5, 1.0, 3.0])
+    prior = build_prior(PropertyTargets(tcm=1), 3, np.random.default_rng(0), scales=k)
+    assert build_prior(PropertyTargets(tcm=2), 3, np.random.default_rng(0), scales=k).min_value is None
+    for i in range(3):
+        stop = int(np.flatnonzero(prior.tokens[i] == 0).max()) + 1  # first bin above the fixed zero run
+        floor = prior.min_value[i]
+        window = np.flatnonzero(floor > 0)
+        assert window[0] == stop and window.size * TOTAL_DE > 4.0 and np.all(np.diff(window) == 1)
+        assert floor[stop] / 1024 * k[i] > ZERO_DOS_THRESHOLD >= (floor[stop] - 1) / 1024 * k[i]
+
+    class ZeroLovingNetwork(torch.nn.Module):  # a network that puts almost all mass on the value-0 token
+        cfg = sampler.network.cfg
+
+        def forward(self, tokens, log_k, lam=None):
+            logits = torch.zeros(*tokens.shape, BG_TOKEN + 1)
+            logits[..., 0] = 50.0
+            return logits
+
+    def band_widths(min_value):
+        tok = sample_tokens(ZeroLovingNetwork(), torch.log(torch.as_tensor(k, dtype=torch.float32)),
+                            torch.as_tensor(prior.tokens), torch.as_tensor(prior.forbid_bg), config=FAST,
+                            generator=torch.Generator().manual_seed(0), min_value=min_value)
+        return tok.numpy(), derived_properties_batch(detokenize(tok.numpy(), k))["conduction_band_width"]
+
+    tok, widths = band_widths(torch.as_tensor(prior.min_value))
+    assert np.all(tok >= prior.min_value) and np.all(widths > 4.0)
+    _, closed = band_widths(None)  # without the floor the band closes right above the zero run
+    assert np.all(closed < 4.0)
+
+
 def test_sampler_keeps_prior_tokens_and_leaves_no_mask(sampler):
     prior = torch.full((4, 256), MASK_TOKEN)
     prior[:, 100:110] = 5

@@ -75,7 +75,7 @@ def generate_batch(
     k = sample_scales(sampler, targets, n, rng)
     prior = build_prior(
         targets, n, rng, placement=sampler.gap_placement, gap_offset_ev=float(sampler.meta.get("gap_width_offset_ev", 0.0)),
-        te_gap_range=tuple(sampler.meta.get("te_gap_range", TE_GAP_RANGE_EV)),
+        te_gap_range=tuple(sampler.meta.get("te_gap_range", TE_GAP_RANGE_EV)), scales=k,
     )
     guidance = None
     scale = sampler.guidance_scale if guidance_scale is None else float(guidance_scale)
@@ -92,6 +92,7 @@ def generate_batch(
         guidance=guidance,
         config=sampling,
         generator=gen,
+        min_value=None if prior.min_value is None else torch.as_tensor(prior.min_value, device=device),
     )
     return detokenize(tokens.cpu().numpy(), k), k
 

@@ -5,7 +5,10 @@
   everywhere else, so the sampled gap is exactly the prior run.
 * Metallic targets (band gap 0, DOS(E_F) > 0, transparent conductor): [BG] is forbidden everywhere.
 * Transparent conductor: additionally a run of value-0 tokens at least 3.1 eV wide, ending ``tcm_offset_ev`` below
-  E_F, fixes the gap below the conduction band that holds E_F.
+  E_F, fixes the gap below the conduction band that holds E_F. For type 1 (conduction band wider than 4 eV), when
+  the scales K are known, the bins from the end of that run to 4 eV above it may only take values above the
+  empty-DOS threshold (``min_value``), so the band that holds E_F cannot close within 4 eV. Our addition: with
+  the zero run alone, the 3,000-step ``dossampler-small`` produced no type-1 spectrum in 48 draws (docs/dos-sampler.md).
 
 ``measure_gap_placement`` decides between the placements on a set of DOS rows; ``gap_width_offset`` is the mean of
 (Algorithm-1 band gap - number of [BG] bins * dE) over gapped rows, which the prior subtracts so that the
@@ -18,9 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dosmatgen.dos.properties import TCM_MIN_GAP_BELOW_EV, TOTAL_DE, band_gap_soft
+from dosmatgen.dos.properties import TCM_MIN_GAP_BELOW_EV, TCM_TYPE1_MIN_CB_WIDTH_EV, TOTAL_DE, ZERO_DOS_THRESHOLD, band_gap_soft
 from dosmatgen.dos.property_targets import PropertyTargets
-from dosmatgen.dos_sampler.tokens import BG_TOKEN, MASK_TOKEN, SEQ_LEN, gap_bins_mask
+from dosmatgen.dos_sampler.tokens import BG_TOKEN, MASK_TOKEN, SEQ_LEN, VALUE_MAX, gap_bins_mask
 from dosmatgen.errors import DosmatgenError
 
 PLACEMENTS = ("centred", "vbm")
@@ -29,10 +32,12 @@ HALF = SEQ_LEN // 2
 
 @dataclass(frozen=True)
 class Prior:
-    """``tokens`` (n, 256): a fixed token or MASK_TOKEN; ``forbid_bg`` (n, 256) bool."""
+    """``tokens`` (n, 256): a fixed token or MASK_TOKEN; ``forbid_bg`` (n, 256) bool; ``min_value`` (n, 256) the
+    smallest value token allowed at each position (0: any), or None."""
 
     tokens: np.ndarray
     forbid_bg: np.ndarray
+    min_value: np.ndarray | None = None
 
 
 def gap_bins(width_ev: float, offset_ev: float = 0.0) -> int:
@@ -61,7 +66,9 @@ def build_prior(
     gap_offset_ev: float = 0.0,
     te_gap_range: tuple[float, float] = (0.2, 0.9),
     tcm_offset_range_ev: tuple[float, float] = (0.3, 1.5),
+    scales: np.ndarray | None = None,
 ) -> Prior:
+    """The prior of ``n`` samples (module docstring); ``scales`` (n,) their K, needed for the type-1 band floor."""
     tokens = np.full((n, SEQ_LEN), MASK_TOKEN, dtype=np.int64)
     forbid = np.zeros((n, SEQ_LEN), dtype=bool)
     widths = None
@@ -77,12 +84,22 @@ def build_prior(
             forbid[i, a:b] = False
     elif targets.metallic:
         forbid[:] = True
+    min_value = None
     if targets.tcm is not None:
         zero_bins = int(np.ceil(TCM_MIN_GAP_BELOW_EV / TOTAL_DE)) + 1
+        band_bins = int(np.ceil(TCM_TYPE1_MIN_CB_WIDTH_EV / TOTAL_DE)) + 1
+        if targets.tcm == 1 and scales is not None:
+            k = np.asarray(scales, dtype=np.float64)
+            if k.shape != (n,) or np.any(k <= 0):
+                raise DosmatgenError(f"scales must be {n} positive K values, got shape {k.shape}")
+            min_value = np.zeros((n, SEQ_LEN), dtype=np.int64)
+            floor = np.minimum(VALUE_MAX, np.floor(ZERO_DOS_THRESHOLD / k * VALUE_MAX).astype(np.int64) + 1)
         for i, off in enumerate(rng.uniform(*tcm_offset_range_ev, size=n)):
             stop = HALF - int(round(off / TOTAL_DE))
             tokens[i, max(0, stop - zero_bins) : stop] = 0
-    return Prior(tokens=tokens, forbid_bg=forbid)
+            if min_value is not None:
+                min_value[i, stop : stop + band_bins] = floor[i]
+    return Prior(tokens=tokens, forbid_bg=forbid, min_value=min_value)
 
 
 def measure_gap_placement(dos: np.ndarray, min_gap_ev: float = 0.1) -> dict[str, float]:

@@ -30,12 +30,16 @@ class SamplingConfig:
             raise DosmatgenError(f"invalid sampling settings {self}")
 
 
-def _logits(network, tokens, log_k, lam, forbid_bg, guidance):
+def _logits(network, tokens, log_k, lam, forbid_bg, guidance, min_value=None):
     lam_t = torch.full((tokens.shape[0],), lam)
     logits = network(tokens, log_k, lam_t if network.cfg.time_conditioned else None)
     if guidance is not None:
         logits = guide_logits(guidance, network, tokens, logits, log_k)
-    return logits.masked_fill(forbid_bg[..., None] & (torch.arange(logits.shape[-1]) == BG_TOKEN), float("-inf"))
+    vocab = torch.arange(logits.shape[-1])
+    logits = logits.masked_fill(forbid_bg[..., None] & (vocab == BG_TOKEN), float("-inf"))
+    if min_value is not None:  # value tokens below the floor (never [BG], whose index is above every value token)
+        logits = logits.masked_fill(vocab < min_value[..., None], float("-inf"))
+    return logits
 
 
 def _draw(logits: torch.Tensor, temperature: float, generator: torch.Generator) -> torch.Tensor:
@@ -53,8 +57,10 @@ def sample_tokens(
     guidance: Guidance | None = None,
     config: SamplingConfig = SamplingConfig(),
     generator: torch.Generator,
+    min_value: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Tokens (B, 256) with no [MASK] left. ``prior`` (B, 256): fixed tokens or MASK_TOKEN; ``forbid_bg`` (B, 256)."""
+    """Tokens (B, 256) with no [MASK] left. ``prior`` (B, 256): fixed tokens or MASK_TOKEN; ``forbid_bg`` (B, 256);
+    ``min_value`` (B, 256): the smallest value token allowed where a token is drawn (None: any)."""
     x = prior.clone()
     fixed = prior != MASK_TOKEN
     n = config.steps
@@ -63,7 +69,7 @@ def sample_tokens(
         masked = x == MASK_TOKEN
         if not masked.any():
             break
-        logits = _logits(network, x, log_k, lam, forbid_bg, guidance)
+        logits = _logits(network, x, log_k, lam, forbid_bg, guidance, min_value)
         if i == n - 1:
             reveal = masked
         else:
@@ -80,7 +86,7 @@ def sample_tokens(
             rank = score.argsort(dim=1).argsort(dim=1)
             remask = revealed & (rank < counts[:, None])
             x = x.masked_fill(remask, MASK_TOKEN)
-            logits = _logits(network, x, log_k, lam_next, forbid_bg, guidance)
+            logits = _logits(network, x, log_k, lam_next, forbid_bg, guidance, min_value)
             x = torch.where(remask, _draw(logits, config.temperature, generator), x)
     if (x == MASK_TOKEN).any():
         raise DosmatgenError("sampler left [MASK] tokens (internal error)")
