@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import csv
 import json
 import os
 import platform
@@ -28,6 +27,14 @@ from pathlib import Path
 import numpy as np
 
 STAGE_LINE = re.compile(r"dosmatgen\.screen\.driver: (sample|relax|rank|dft): (\{.*\})")
+
+
+def top_scores(run_dir: Path) -> np.ndarray:
+    """The rank scores of the selected (top K) candidates, best first, read from the run store."""
+    from dosmatgen.runstore.store import RunStore
+    from dosmatgen.screen.summary import ranked_rows
+
+    return np.array([float(r["score"]) for r in ranked_rows(RunStore.open(run_dir, mode="r"))], dtype=np.float64)
 
 
 def run_screen(config: Path, out: Path, steps: int, with_dft: bool, top: int) -> dict:
@@ -47,8 +54,7 @@ def run_screen(config: Path, out: Path, steps: int, with_dft: bool, top: int) ->
     for m in STAGE_LINE.finditer(log):
         info = ast.literal_eval(m.group(2))  # the driver logs a dict literal of numbers, strings and lists
         stages[m.group(1)] = {k: info[k] for k in ("seconds", "candidates", "relaxed", "passed", "scored") if k in info}
-    with open(run_dir / "summary" / "ranked.csv") as fh:
-        scores = np.array([float(r["score"]) for r in csv.DictReader(fh)], dtype=np.float64)
+    scores = top_scores(run_dir)
     return {"sampling_steps": steps, "wall_s": wall, "stages": stages, "top_scores": scores.tolist(),
             "best_score": float(scores.min()) if scores.size else None,
             "mean_top_score": float(scores.mean()) if scores.size else None}
