@@ -8,19 +8,15 @@ and ``n_ef`` (Eq. 6 bin sum), ``formation_energy_eV_per_atom`` (empty when unkno
 from __future__ import annotations
 
 import csv
-import math
 from pathlib import Path
 
 from dosmatgen.io.atomic import atomic_write
 from dosmatgen.ranking.property_rank import PropertyRankedCandidate, PropertyRankingResult
+from dosmatgen.ranking.table import _fmt, _md_cell  # the site ranking's cell formatting
 
 COLUMNS = ("rank", "id", "formula", "n_atoms", "meets_targets", "score", "band_gap_eV", "dos_ef", "n_ef",
            "formation_energy_eV_per_atom", "flags")  # fmt: skip
 _NUMERIC = {"rank", "n_atoms", "score", "band_gap_eV", "dos_ef", "n_ef", "formation_energy_eV_per_atom"}
-
-
-def _fmt(x: float | None, digits: int = 4) -> str:
-    return "" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
 
 
 def table_row(r: PropertyRankedCandidate) -> dict[str, str]:
@@ -62,7 +58,7 @@ def _write_markdown(result: PropertyRankingResult, path: Path) -> Path:
     ]
     for r in result.top:
         row = table_row(r)
-        lines.append("| " + " | ".join(row[c].replace("|", "\\|") or "–" for c in COLUMNS) + " |")
+        lines.append("| " + " | ".join(_md_cell(row[c]) for c in COLUMNS) + " |")
     with atomic_write(path, "w") as fh:
         fh.write("\n".join(lines) + "\n")
     return path
