@@ -36,7 +36,7 @@ def test_check_runs_on_a_tiny_generator_as_a_script(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "dosmatgen.design.cdosgen_check", "--checkpoint", ckpt, "--limit", "4",
                            "--sampling-steps", "5", "--out", str(out)], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr
-    assert "CDOSGen check on 4 test structures (4 valid crystals, 5 sampling steps)" in proc.stdout
+    assert "CDOSGen check on 4 test structures (subset all, 1 per structure, 4 valid crystals, 5 sampling steps)" in proc.stdout
     r = json.loads(out.read_text())
     assert r["sampling_steps"] == 5 and r["structures"] == 4 and r["surrogate_route"] == "mean of site-surrogate DOS over atoms"
     assert np.isfinite(r["oracle"]["cosine"]["matched"]["mean"])
