@@ -160,6 +160,7 @@ def test_crystal_evaluation_runs_end_to_end_on_a_tiny_generator(tmp_path, monkey
     s = r["settings"]["dataset DOS"]
     assert s["crystals"] == 3 and s["conditioning"]["rows"] == 3
     assert set(s["scores_relaxed"]) == {"band_gap", "dos_ef", "n_ef"} and 0 <= s["sun"]["sun"] <= 1
+    assert set(s["filter_pass_relaxed"]) == {"tcm", "tcm1", "tcm2"}
     assert s["sun"]["n"] == 3 and r["mlff"].startswith("lj")
     saved = json.loads((out / "crystal_evaluation.json").read_text())
     assert saved["settings"]["dataset DOS"]["crystals"] == 3 and saved["competing_phases"]["failed"] == 0
@@ -168,3 +169,13 @@ def test_crystal_evaluation_runs_end_to_end_on_a_tiny_generator(tmp_path, monkey
     assert "| dataset DOS |" in format_table(r)
     with pytest.raises(ValueError, match="unknown settings"):
         evaluate_design(n=1, generator=ckpt, settings=["no such setting"])
+
+
+def test_filter_pass_counts_missing_crystals_as_fails():
+    from dosmatgen.design.crystal_evaluation import filter_pass
+
+    e = gap_dos(0.0).copy()
+    tcm = np.where((np.arange(256) > 50) & (np.arange(256) < 100), 0.0, 1.0)  # a 3.8 eV gap below E_F, metallic at E_F
+    rows = np.stack([tcm, gap_dos(0.0), np.full(256, np.nan), e])
+    p = filter_pass(rows)
+    assert p["tcm"] == 0.25 and p["tcm1"] == 0.25 and p["tcm2"] == 0.0  # its conduction band runs to +10 eV: type 1
