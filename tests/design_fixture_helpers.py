@@ -58,7 +58,8 @@ def install_fake_dos_sampler(monkeypatch, calls: list) -> None:
         def __init__(self, **kwargs):
             self.__dict__.update(kwargs)
 
-    def generate_dos(targets, n, *, checkpoint="bundled:dossampler-small", seed=0, device="cpu", guidance_scale=None, max_rounds=10):
+    def generate_dos(targets, n, *, checkpoint="bundled:dossampler-small", seed=0, device="cpu", guidance_scale=None, max_rounds=10,
+                     shape_guidance_scale=None):
         calls.append({"targets": targets, "n": n, "checkpoint": checkpoint, "seed": seed})
         gap = targets.band_gap or 0.0
         dos = np.stack([gap_dos(gap if i % 2 == 0 else 0.0, height=0.5 + 0.01 * i) for i in range(n)])

@@ -49,6 +49,47 @@ def test_guidance_moves_n_ef_toward_target(sampler, target):
     assert guided < 0.95 * plain, (guided, plain)
 
 
+def test_shape_guidance_moves_spectra_toward_the_reference(sampler):
+    """Same seed, same K: shape guidance raises the cosine to a reference spectrum (the thermoelectric target)."""
+    from dosmatgen.dos.properties import cosine_similarity
+    from dosmatgen.dos_sampler.guidance import ShapeGuidance
+
+    log_k = torch.log(torch.tensor([1.0, 2.0, 3.0, 4.0] * 4))
+    prior = torch.full((16, 256), MASK_TOKEN)
+    forbid = torch.ones(16, 256, dtype=torch.bool)
+    e = np.arange(256)
+    reference = np.exp(-0.5 * ((e - 60) / 8.0) ** 2) + 0.5 * np.exp(-0.5 * ((e - 200) / 12.0) ** 2)
+
+    def cosine(scale: float) -> float:
+        g = ShapeGuidance(reference, scale)
+        tok = sample_tokens(sampler.network, log_k, prior, forbid, guidance=g, config=FAST, generator=torch.Generator().manual_seed(0))
+        return float(cosine_similarity(detokenize(tok.numpy(), np.exp(log_k.numpy())), reference).mean())
+
+    plain, guided = cosine(0.0), cosine(256.0)
+    assert guided > plain + 0.05, (guided, plain)
+    with pytest.raises(DosmatgenError, match="non-zero reference"):
+        ShapeGuidance(np.zeros(256), 1.0)
+
+
+def test_thermoelectric_targets_use_shape_guidance_and_zero_turns_it_off(sampler, monkeypatch):
+    import dosmatgen.dos_sampler.generate as gen
+
+    seen = []
+    real = gen.sample_tokens
+
+    def spy(*args, guidance=None, **kwargs):
+        seen.append(guidance)
+        return real(*args, guidance=guidance, **kwargs)
+
+    monkeypatch.setattr(gen, "sample_tokens", spy)
+    monkeypatch.setattr(sampler, "reference_te_dos", np.linspace(0.0, 1.0, 256))
+    generate_batch(sampler, PropertyTargets(thermoelectric=True), 2, seed=0, sampling=FAST)
+    generate_batch(sampler, PropertyTargets(thermoelectric=True), 2, seed=0, sampling=FAST, shape_guidance_scale=0.0)
+    generate_batch(sampler, PropertyTargets(band_gap=1.0), 2, seed=0, sampling=FAST)
+    assert [type(g).__name__ for g in seen[0]] == ["ShapeGuidance"] and seen[0][0].scale == gen.SHAPE_GUIDANCE_SCALE
+    assert seen[1] is None and seen[2] is None
+
+
 def test_band_gap_prior_fixes_the_gap_around_fermi(sampler):
     t = PropertyTargets(band_gap=2.0)
     dos, _ = generate_batch(sampler, t, 16, seed=1, sampling=FAST)

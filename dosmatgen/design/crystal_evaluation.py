@@ -146,7 +146,7 @@ def stability(crystals: list, relaxer, references, phases) -> tuple[list, list[f
 def evaluate_design(n: int = 64, seed: int = 0, out: str | Path | None = None, generator: str = TOTAL_DOS_GENERATOR,
                     dossampler: str = "bundled:dossampler-small", surrogate: str = "bundled:surrogate-small",
                     store: str | None = None, mlff: str = "chgnet", fmax: float = 0.05, max_steps: int = 300,
-                    settings: list[str] | None = None, max_rounds: int = 60, device: str = "cpu",
+                    settings: list[str] | None = None, max_rounds: int = 16, device: str = "cpu",
                     relaxer=None) -> dict[str, Any]:
     """Run the evaluation (module docstring); writes ``out/crystal_evaluation.json`` and ``out/structures/`` when
     ``out`` is given and returns the JSON-ready result. ``relaxer``: a ready BatchedRelaxer-like object (``.mlff``,
@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default=None, help="dataset store (default: the bundled one)")
     p.add_argument("--mlff", default="chgnet")
     p.add_argument("--max-steps", type=int, default=300, help="relaxation steps (design's default)")
-    p.add_argument("--max-rounds", type=int, default=60, help="DOSSampler generate-and-reject rounds")
+    p.add_argument("--max-rounds", type=int, default=16, help="DOSSampler generate-and-reject rounds (of 64 draws)")
     p.add_argument("--settings", nargs="*", default=None, help="only these settings (names as in the table)")
     p.add_argument("--out", required=True, help="folder for crystal_evaluation.json, the caches and the structures")
     args = p.parse_args(argv)

@@ -86,7 +86,8 @@ def build_source(kind: str, cfg: DesignConfig, r: DesignRequest, te_reference: n
     s = cfg.source
     if kind == "dossampler":
         return DosSamplerSource(s.get("checkpoint", "bundled:dossampler-small"), device=cfg.generator.get("device", "cpu"),
-                                guidance_scale=s.get("guidance_scale"), max_rounds=int(s.get("max_rounds", 10))), None
+                                guidance_scale=s.get("guidance_scale"), max_rounds=int(s.get("max_rounds", 10)),
+                                shape_guidance_scale=s.get("shape_guidance_scale")), None
     if kind == "dataset":
         return DatasetSource(s.get("store"), split=s.get("split", "train"), te_reference=te_reference), None
     from dosmatgen.design.like import reference_dos

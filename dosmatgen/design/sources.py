@@ -61,8 +61,9 @@ class DosSamplerSource:
     name = "dossampler"
 
     def __init__(self, checkpoint: str = "bundled:dossampler-small", device: str = "cpu",
-                 guidance_scale: float | None = None, max_rounds: int = 10) -> None:
+                 guidance_scale: float | None = None, max_rounds: int = 10, shape_guidance_scale: float | None = None) -> None:
         self.checkpoint, self.device, self.guidance_scale, self.max_rounds = checkpoint, device, guidance_scale, int(max_rounds)
+        self.shape_guidance_scale = shape_guidance_scale
 
     def __call__(self, targets: PropertyTargets | None, n: int, seed: int) -> DesignDos:
         if targets is None:
@@ -73,7 +74,8 @@ class DosSamplerSource:
             raise DosmatgenError(f"--source dossampler needs the DOS generator dosmatgen.dos_sampler, which this "
                                  f"installation lacks ({exc}); use --source dataset") from None
         out = generate_dos(targets, int(n), checkpoint=self.checkpoint, seed=int(seed),
-                           device=self.device, guidance_scale=self.guidance_scale, max_rounds=self.max_rounds)
+                           device=self.device, guidance_scale=self.guidance_scale, max_rounds=self.max_rounds,
+                           shape_guidance_scale=self.shape_guidance_scale)
         if not np.allclose(np.asarray(out.energies), TOTAL_GRID.energies, atol=1e-6):
             raise DosmatgenError(f"{self.checkpoint}: the DOS generator's grid is not TOTAL_GRID ({TOTAL_GRID})")
         accepted = np.asarray(out.accepted, dtype=bool)

@@ -21,7 +21,7 @@ import torch
 from dosmatgen.dos.grid import TOTAL_GRID
 from dosmatgen.dos.properties import TE_GAP_RANGE_EV
 from dosmatgen.dos_sampler.checkpoint import DosSampler, load_dossampler
-from dosmatgen.dos_sampler.guidance import Guidance
+from dosmatgen.dos_sampler.guidance import Guidance, ShapeGuidance
 from dosmatgen.dos_sampler.priors import build_prior
 from dosmatgen.dos_sampler.rejection import accept_mask, dos_properties
 from dosmatgen.dos_sampler.sampler import SamplingConfig, sample_tokens
@@ -33,6 +33,8 @@ from dosmatgen.errors import DosmatgenError
 MAX_BATCH = 256
 #: Smallest batch drawn in one round (rejection needs a few candidates).
 MIN_BATCH = 16
+#: Default strength of the shape guidance toward the reference thermoelectric DOS (docs/dos-sampler.md).
+SHAPE_GUIDANCE_SCALE = 256.0
 
 
 @dataclass
@@ -68,8 +70,11 @@ def generate_batch(
     seed: int,
     guidance_scale: float | None = None,
     sampling: SamplingConfig = SamplingConfig(),
+    shape_guidance_scale: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One batch of ``n`` spectra (n, 256) and their K (n,), before rejection."""
+    """One batch of ``n`` spectra (n, 256) and their K (n,), before rejection. A thermoelectric target adds shape
+    guidance toward the reference thermoelectric DOS (``shape_guidance_scale``, default
+    :data:`SHAPE_GUIDANCE_SCALE`; 0 turns it off)."""
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     k = sample_scales(sampler, targets, n, rng)
@@ -82,7 +87,10 @@ def generate_batch(
     if targets.guided and scale != 0:
         if sampler.regressor is None:
             raise DosmatgenError("this DOSSampler checkpoint has no property regressor; dos_ef / n_ef targets need one")
-        guidance = Guidance(sampler.regressor, targets.guided, scale)
+        guidance = [Guidance(sampler.regressor, targets.guided, scale)]
+    shape = SHAPE_GUIDANCE_SCALE if shape_guidance_scale is None else float(shape_guidance_scale)
+    if targets.thermoelectric and sampler.reference_te_dos is not None and shape != 0:
+        guidance = (guidance or []) + [ShapeGuidance(np.asarray(sampler.reference_te_dos, dtype=np.float32), shape)]
     device = next(sampler.network.parameters()).device
     tokens = sample_tokens(
         sampler.network,
@@ -106,6 +114,7 @@ def generate_dos(
     device: str = "cpu",
     guidance_scale: float | None = None,
     max_rounds: int = 10,
+    shape_guidance_scale: float | None = None,
 ) -> GeneratedDos:
     """Sample per-atom total DOS spectra that meet ``targets``; see the module docstring for the order of rows."""
     if not isinstance(targets, PropertyTargets):
@@ -121,7 +130,8 @@ def generate_dos(
     kept, rest = [], []
     n_acc = 0
     for r in range(max_rounds):
-        dos, k = generate_batch(sampler, targets, batch, seed=seed * 1_000_003 + r, guidance_scale=guidance_scale)
+        dos, k = generate_batch(sampler, targets, batch, seed=seed * 1_000_003 + r, guidance_scale=guidance_scale,
+                                shape_guidance_scale=shape_guidance_scale)
         ok = accept_mask(dos, targets, sampler.reference_te_dos)
         take = np.flatnonzero(ok)[: n - n_acc]
         kept.append((dos[take], k[take]))

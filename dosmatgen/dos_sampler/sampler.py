@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dosmatgen.dos_sampler.guidance import Guidance, guide_logits
+from dosmatgen.dos_sampler.guidance import Guidance, ShapeGuidance
 from dosmatgen.dos_sampler.network import DosScoreNetwork
 from dosmatgen.dos_sampler.tokens import BG_TOKEN, MASK_TOKEN
 from dosmatgen.errors import DosmatgenError
@@ -33,8 +33,8 @@ class SamplingConfig:
 def _logits(network, tokens, log_k, lam, forbid_bg, guidance, min_value=None):
     lam_t = torch.full((tokens.shape[0],), lam)
     logits = network(tokens, log_k, lam_t if network.cfg.time_conditioned else None)
-    if guidance is not None:
-        logits = guide_logits(guidance, network, tokens, logits, log_k)
+    for g in (guidance if isinstance(guidance, (list, tuple)) else [] if guidance is None else [guidance]):
+        logits = g(network, tokens, logits, log_k)
     vocab = torch.arange(logits.shape[-1])
     logits = logits.masked_fill(forbid_bg[..., None] & (vocab == BG_TOKEN), float("-inf"))
     if min_value is not None:  # value tokens below the floor (never [BG], whose index is above every value token)
@@ -54,7 +54,7 @@ def sample_tokens(
     prior: torch.Tensor,
     forbid_bg: torch.Tensor,
     *,
-    guidance: Guidance | None = None,
+    guidance: Guidance | ShapeGuidance | list | None = None,
     config: SamplingConfig = SamplingConfig(),
     generator: torch.Generator,
     min_value: torch.Tensor | None = None,
