@@ -11,7 +11,8 @@ from design_fixture_helpers import install_fake_dos_sampler, train_tiny_total
 
 from dosmatgen.cli.main import main
 
-FAST = ["--set", "relax.loader=design_fixture_helpers:load_identity_relaxer", "--set", "relax.options={}",
+FAST = ["--set", "generator.backend=inline", "--set", "relax.backend=inline", "--set", "dft.backend=inline",
+        "--set", "relax.loader=design_fixture_helpers:load_identity_relaxer", "--set", "relax.options={}",
         "--set", "run.shard_size=4", "--set", "run.top_k=3", "--set", "relax.filter.min_distance=0.0",
         "--set", "relax.filter.volume_per_atom=[0.0,1.0e9]", "--set", "relax.filter.max_formation_energy=null"]
 
@@ -143,3 +144,33 @@ def test_the_shipped_total_dos_generator_loads_and_is_small():
     ckpt = load_checkpoint(path)
     assert ckpt.model_config.cond_mode == "total" and ckpt.model_config.cond_dim == 256 and "total" in ckpt.scalers
     assert ckpt.optimizer_state is None  # inference-only
+
+
+def test_design_sends_only_dft_top_k_of_the_selection_to_dft(tmp_path, tiny_total, monkeypatch):
+    """run.top_k = 3 candidates are selected and reported; --dft-top-k 1 sends only the best one to the DFT stage,
+    run on the screen's DFT executor (inline here; submitit in the cluster test)."""
+    from dosmatgen.runstore import RunStore
+
+    out = tmp_path / "run"
+    assert _design(["--band-gap", "2.0", "--source", "dataset", "--n", "6", "--dft-top-k", "1",
+                    "--set", "dft.loader=screen_helpers:load_test_engine", "--set", "dft.options={}"], tiny_total, out) == 0
+    t = RunStore.open(out).target("design")
+    assert t.selection()[0].size == 3 and t.metadata["dft_slots"] == 1
+    assert sorted(int(k) for k in t.store.manifest.done_units("dft", "design")) == [0] and t.pending("dft") == []
+    cond = t.conditioning()
+    assert cond.shape == (6, 256)  # one conditioning total DOS per candidate
+
+
+@pytest.mark.parametrize("late, message", [
+    (["--set", "generator.backend=slurm"], "generator.backend must be one of inline, ray"),
+    (["--set", "relax.loader=dosmatgen.screen.library_stages:load_mlff_relaxer", "--set", "relax.options={mlff: nope}"],
+     "relax.options.mlff: unknown MLFF 'nope'"),
+    (["--set", "relax.options={steps: 3}"], "relax.options do not fit"),
+])
+def test_bad_backend_or_relax_options_exit_non_zero_and_write_nothing(tmp_path, tiny_total, capsys, late, message):
+    out = tmp_path / "run"
+    args = ["design", "--band-gap", "1.0", "--source", "dataset", "--n", "2", "--set", f"generator.checkpoint={tiny_total}",
+            *FAST, *late, "--out", str(out)]
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()

@@ -69,7 +69,25 @@ def load_design_config(path: str | Path | None = None, overrides: dict[str, Any]
             raise InvalidRecordError(f"run.{key} must be an integer >= 1, got {data['run'].get(key)!r}", file=str(p))
     if not isinstance(data["dft"].get("top_k", 0), int) or data["dft"].get("top_k", 0) < 0:
         raise InvalidRecordError(f"dft.top_k must be an integer >= 0, got {data['dft'].get('top_k')!r}", file=str(p))
+    for section, allowed in BACKENDS.items():
+        backend = data[section].get("backend", "inline")
+        if backend not in allowed:
+            raise InvalidRecordError(f"{section}.backend must be one of {', '.join(allowed)}, got {backend!r}", file=str(p))
+        if not isinstance(data[section].get(backend) or {}, dict):
+            raise InvalidRecordError(f"{section}.{backend}: the backend's options must be a mapping", file=str(p))
     return DesignConfig(str(p), *(data[s] for s in SECTIONS))
+
+
+#: Where each stage of a design run may run (the screen's executors, :mod:`dosmatgen.screen.executors`): the
+#: crystal generator on local/cluster Ray actors, the relaxation on Dask, the DFT through submitit.
+BACKENDS = {"generator": ("inline", "ray"), "relax": ("inline", "dask"), "dft": ("inline", "submitit")}
+
+
+def stage_backend(cfg: DesignConfig, section: str) -> tuple[str, dict[str, Any]]:
+    """(backend name, its options) of ``section`` (generator, relax or dft)."""
+    sec = getattr(cfg, section)
+    backend = sec.get("backend", "inline")
+    return backend, dict(sec.get(backend) or {})
 
 
 def filter_config(cfg: DesignConfig):

@@ -7,8 +7,11 @@ Order of work (everything that can fail on bad input happens before the output f
 2. draw the conditioning total DOS (:mod:`dosmatgen.design.sources`) and the atom counts;
 3. create ``OUT/`` with a run store (one target ``design``, one candidate per conditioning DOS) and
    ``OUT/design/conditioning.zarr`` (the DOS, their origin and properties);
-4. run the library stage functions inline (:func:`dosmatgen.screen.stages.sample_shard`, ``relax_shard``,
-   ``rank_shard``, ``select_top_k``, ``dft_slot``); shard ``k`` is conditioned on rows ``shard_rows(k)``;
+4. run the screen's stages on the screen's executors (:mod:`dosmatgen.screen.executors`): the total-DOS generator
+   on Ray actors (``generator.backend``), the relaxation on Dask (``relax.backend``), the rank stage in-process,
+   ``select_top_k``, and DFT of the best ``dft.top_k`` through submitit (``dft.backend``); ``inline`` runs a stage
+   in this process. The target's conditioning is the (n, 256) total DOS, one row per candidate, and shard ``k``
+   sees rows ``shard_rows(k)`` (:meth:`TargetContext.for_shard`);
 5. write the screen summary (:func:`dosmatgen.screen.summary.write_summary`: ``summary.json``, ``ranked.csv``,
    ``cifs/``, plots), then the surrogate total DOS of every candidate that passed the filters, which of them meet
    the targets, and ``summary/design_dos.png`` (generated DOS next to the targets).
@@ -134,17 +137,73 @@ def write_conditioning(folder: Path, dos: DesignDos, num_atoms: np.ndarray, info
     return path
 
 
+def _check_relax_options(cfg: DesignConfig) -> None:
+    """The relax loader imports and takes the configured options (checked before anything is written)."""
+    import inspect
+
+    from dosmatgen.dotted import resolve_callable
+
+    loader = resolve_callable(cfg.relax["loader"])
+    options = dict(cfg.relax.get("options") or {})
+    try:
+        inspect.signature(loader).bind(**options)
+    except TypeError as exc:
+        raise InvalidRecordError(f"relax.options do not fit {cfg.relax['loader']}: {exc}", file=cfg.path) from None
+    if "mlff" in options:
+        from dosmatgen.relax import available_mlffs
+
+        if str(options["mlff"]).lower() not in available_mlffs():
+            raise InvalidRecordError(f"relax.options.mlff: unknown MLFF {options['mlff']!r}; choose one of "
+                                     f"{', '.join(available_mlffs())}", file=cfg.path)
+
+
+def _executors(cfg: DesignConfig) -> dict[str, Any]:
+    """The screen's executors for the generator, relax, rank and DFT stages (built, nothing started)."""
+    from dosmatgen.design.config import stage_backend
+    from dosmatgen.screen.executors import make_executor
+
+    out = {}
+    for stage, section in (("sample", "generator"), ("relax", "relax"), ("dft", "dft")):
+        backend, options = stage_backend(cfg, section)
+        if backend == "inline" and stage == "sample":
+            options = {"device": cfg.generator.get("device", "cpu"), **options}
+        out[stage] = make_executor(backend, options)
+    out["rank"] = make_executor("inline", {"device": cfg.generator.get("device", "cpu")})
+    return out
+
+
+def _shard_works(cfg: DesignConfig, r: DesignRequest, store_root: Path, filters, ref, te_reference) -> dict[str, Any]:
+    """The design's three shard stages as the screen's picklable :class:`ShardWork` (loader spec + options)."""
+    from dosmatgen.screen.executors import ShardWork
+    from dosmatgen.screen.relax_options import run_relaxer_options
+
+    g = cfg.generator
+    sample = ShardWork("sample", "dosmatgen.design.sampler:load_total_dos_sampler",
+                       {"checkpoint": g.get("checkpoint", TOTAL_DOS_GENERATOR), "w": float(g.get("w", 1.0)),
+                        "step_lr": float(g.get("step_lr", 5e-6)), "sampling_steps": g.get("sampling_steps")})
+    relax = ShardWork("relax", cfg.relax["loader"], run_relaxer_options(cfg.relax["loader"], dict(cfg.relax.get("options") or {}), store_root),
+                      {TARGET_ID: filters})
+    rank = ShardWork("rank", "dosmatgen.design.scorer:load_design_scorer",
+                     {"surrogate": cfg.rank.get("surrogate", "bundled:surrogate-small"),
+                      "targets": None if r.targets is None else r.targets.as_dict(),
+                      "reference": None if ref is None else np.asarray(ref.dos, dtype=np.float64).tolist(),
+                      "te_reference": None if te_reference is None else np.asarray(te_reference, dtype=np.float64).tolist()})
+    return {"sample": sample, "relax": relax, "rank": rank}
+
+
 def run_design(r: DesignRequest) -> dict[str, Any]:
     """Run ``dosmatgen design``; returns the summary dict (also in ``OUT/summary/summary.json``)."""
-    from dosmatgen.design.sampler import TotalDosSampler, with_conditioning
-    from dosmatgen.design.scorer import DesignScorer
+    from dosmatgen.design.sampler import TotalDosSampler
     from dosmatgen.design.total_dos import SurrogateTotalDOS
     from dosmatgen.runstore import RunLayout, RunStore, TargetPlan
-    from dosmatgen.screen.stages import rank_shard, relax_shard, resolve_callable, sample_shard, select_top_k
+    from dosmatgen.screen.executors import DFTWork
+    from dosmatgen.screen.stages import select_top_k
 
     t0 = time.perf_counter()
     cfg, kind = validate_request(r)
     filters = filter_config(cfg)
+    _check_relax_options(cfg)
+    run_on = _executors(cfg)
     te_reference = _te_reference(r, cfg)
     # -- 1. load everything that can fail
     source, ref = build_source(kind, cfg, r, te_reference)
@@ -154,15 +213,14 @@ def run_design(r: DesignRequest) -> dict[str, Any]:
     sampler = TotalDosSampler(g.get("checkpoint", TOTAL_DOS_GENERATOR), w=float(g.get("w", 1.0)),
                               step_lr=float(g.get("step_lr", 5e-6)), device=g.get("device", "cpu"),
                               sampling_steps=g.get("sampling_steps"))
-    relaxer = resolve_callable(cfg.relax["loader"])(**dict(cfg.relax.get("options", {})))
     predict = SurrogateTotalDOS(cfg.rank.get("surrogate", "bundled:surrogate-small"), device=g.get("device", "cpu"))
-    scorer = DesignScorer(predict, r.targets, None if ref is None else ref.dos, te_reference)
     seed = int(cfg.run.get("seed", 0))
     # -- 2. conditioning DOS and atom counts
     dos = source(r.targets, int(r.n), seed)
     num_atoms = draw_num_atoms(sampler, g.get("num_atoms"), dos.dos.shape[0], seed)
+    del sampler  # the stage workers build their own
     dft_k = int(cfg.dft.get("top_k", 0) if r.dft_top_k is None else r.dft_top_k)
-    # -- 3. the run folder
+    # -- 3. the run folder: one target whose conditioning is one total DOS per candidate
     out = Path(r.out)
     grid = cfg.dft.get("dos_grid", {"emin": -10.0, "emax": 10.0, "n": 401})
     layout = RunLayout(int(cfg.run["shard_size"]), int(num_atoms.max()), int(cfg.run["top_k"]), seed,
@@ -171,45 +229,34 @@ def run_design(r: DesignRequest) -> dict[str, Any]:
     info = {"targets": None if r.targets is None else r.targets.as_dict(), "source": dos.info, "config": cfg.path,
             "generator": g.get("checkpoint"), "surrogate": cfg.rank.get("surrogate"), "surrogate_route": predict.route,
             "te_reference": None if te_reference is None else ("--like reference" if r.te_reference is None else str(r.te_reference))}
-    store = RunStore.create(out, layout, [TargetPlan(TARGET_ID, num_atoms, None, {"design": info})])
+    store = RunStore.create(out, layout, [TargetPlan(TARGET_ID, num_atoms, dos.dos, {"design": info, "dft_slots": dft_k})])
     (out / "design").mkdir(exist_ok=True)
     write_conditioning(out / "design", dos, num_atoms, info)
-    # -- 4. the screen stages, inline
-    t = store.target(TARGET_ID)
+    # -- 4. the screen's stages on the configured executors (Ray sampling, Dask relaxation, inline rank, submitit DFT)
+    works = _shard_works(cfg, r, store.root, filters, ref, te_reference)
     stage_s: dict[str, float] = {}
-    for name, run_shard in (
-        ("sample", lambda k: sample_shard(store, TARGET_ID, k, with_conditioning(sampler, dos.dos[slice(*t.shard_rows(k))]))),
-        ("relax", lambda k: relax_shard(store, TARGET_ID, k, relaxer, filters)),
-        ("rank", lambda k: rank_shard(store, TARGET_ID, k, scorer)),
-    ):
+    reports: dict[str, Any] = {}
+    for name in ("sample", "relax", "rank"):
         s0 = time.perf_counter()
-        for k in t.pending(name):
-            run_shard(k)
-            log.info("%s shard %d done", name, k)
+        units = [(TARGET_ID, k) for k in store.target(TARGET_ID).pending(name)]
+        reports[name] = run_on[name].map_shards(store, works[name], units, progress=r.progress) if units else {"shards": 0}
         stage_s[name] = time.perf_counter() - s0
+        log.info("%s: %s", name, reports[name])
     select_top_k(store, TARGET_ID)
     if dft_k:
-        stage_s["dft"] = _run_dft(store, cfg, dft_k)
-    return _write_summaries(store, cfg, r, dos, predict, te_reference, ref, stage_s, time.perf_counter() - t0)
-
-
-def _run_dft(store, cfg: DesignConfig, k: int) -> float:
-    """GPAW (or the configured engine) on the best ``k`` selected candidates; failures are recorded, not fatal."""
-    from dosmatgen.screen.stages import dft_slot, resolve_callable
-
-    s0 = time.perf_counter()
-    rows, _ = store.target(TARGET_ID).selection()
-    engine = resolve_callable(cfg.dft.get("loader", "dosmatgen.dft.engine:get_engine"))(**dict(cfg.dft.get("options", {})))
-    for slot in range(min(k, rows.size)):
-        try:
-            dft_slot(store, TARGET_ID, slot, engine, store.root / "dft_work" / TARGET_ID / str(slot))
-        except Exception as exc:  # recorded in the manifest by dft_slot
-            log.warning("DFT of slot %d failed: %s", slot, exc)
-    return time.perf_counter() - s0
+        s0 = time.perf_counter()
+        reports["dft"] = run_on["dft"].run_dft(store, DFTWork(cfg.dft.get("loader", "dosmatgen.dft.engine:get_engine"),
+                                                              dict(cfg.dft.get("options") or {}), int(cfg.dft.get("max_attempts", 2))),
+                                               wait=True, progress=r.progress)
+        stage_s["dft"] = time.perf_counter() - s0
+    backends = {"sample": cfg.generator.get("backend", "inline"), "relax": cfg.relax.get("backend", "inline"), "rank": "inline",
+                "dft": cfg.dft.get("backend", "inline")}
+    stages = {name: {"backend": backends[name], **rep} for name, rep in reports.items()}
+    return _write_summaries(store, cfg, r, dos, predict, te_reference, ref, stage_s, time.perf_counter() - t0, stages)
 
 
 def _write_summaries(store, cfg: DesignConfig, r: DesignRequest, dos: DesignDos, predict, te_reference, ref,
-                     stage_s: dict[str, float], seconds: float) -> dict[str, Any]:
+                     stage_s: dict[str, float], seconds: float, stages: dict[str, Any] | None = None) -> dict[str, Any]:
     from dosmatgen.plots.design_dos import plot_design_dos
     from dosmatgen.screen.library_stages import site_dos_predictor
     from dosmatgen.screen.summary import write_summary
@@ -227,7 +274,7 @@ def _write_summaries(store, cfg: DesignConfig, r: DesignRequest, dos: DesignDos,
         "source": dos.info, "conditioning_dos": int(dos.dos.shape[0]),
         "conditioning_meet_targets": None if r.targets is None else int(meets_targets(dos.dos, r.targets, te_reference).sum()),
         "passed_filters": int(passed.size), "surrogate_route": predict.route, "seconds": seconds, "stage_seconds": stage_s,
-        "te_cosine_criterion": te_reference is not None,
+        "te_cosine_criterion": te_reference is not None, "stages": stages or {},
     }
     if r.targets is not None:
         ok = meets_targets(pred[finite], r.targets, te_reference) if finite.any() else np.zeros(0, dtype=bool)

@@ -4,7 +4,7 @@ contract (:mod:`dosmatgen.screen.stages`).
 :class:`TotalDosSampler` reads the conditioning total DOS from ``target.conditioning``: (256,) for every candidate,
 or (n, 256), one row per candidate of the shard (unscaled states/eV/atom on TOTAL_GRID). It scales them with the
 checkpoint's ``total`` scaler and samples with classifier-free guidance (weight ``w``).
-:func:`with_conditioning` hands a shard its rows of a run's conditioning DOS.
+:meth:`dosmatgen.screen.stages.TargetContext.for_shard` hands a shard its rows of a design run's (n, 256) conditioning.
 """
 
 from __future__ import annotations
@@ -58,13 +58,3 @@ class TotalDosSampler(DiffusionSampler):
 def load_total_dos_sampler(checkpoint: str = TOTAL_DOS_GENERATOR, w: float = 1.0, step_lr: float = 5e-6,
                            use_ema: bool = True, device: str = "cpu", sampling_steps: int | None = None) -> TotalDosSampler:
     return TotalDosSampler(checkpoint, w=w, step_lr=step_lr, use_ema=use_ema, device=device, sampling_steps=sampling_steps)
-
-
-def with_conditioning(sampler: Sampler, rows: np.ndarray) -> Sampler:
-    """A Sampler that calls ``sampler`` with ``target.conditioning`` replaced by ``rows`` (n, 256): one shard's
-    conditioning DOS (the run store keeps one conditioning per target, a design run one per candidate)."""
-
-    def run(target: TargetContext, num_atoms: np.ndarray, seed: int) -> list[Crystal | None]:
-        return sampler(TargetContext(target.id, np.asarray(rows), dict(target.metadata)), num_atoms, seed)
-
-    return run

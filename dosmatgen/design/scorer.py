@@ -44,3 +44,12 @@ class DesignScorer:
         else:
             scores[ok] = target_error(dos[ok], self.targets, self.te_reference)  # type: ignore[arg-type]
         return scores
+
+
+def load_design_scorer(surrogate: str = "bundled:surrogate-small", targets: dict | None = None,
+                       reference: list | None = None, te_reference: list | None = None, device: str = "cpu") -> DesignScorer:
+    """The rank stage's loader (``module:function`` for :class:`dosmatgen.screen.executors.ShardWork`): plain,
+    picklable options (``targets`` as :meth:`PropertyTargets.as_dict`, DOS rows as lists) -> a built scorer."""
+    return DesignScorer(SurrogateTotalDOS(surrogate, device=device), None if targets is None else PropertyTargets(**targets),
+                        None if reference is None else np.asarray(reference, dtype=np.float64),
+                        None if te_reference is None else np.asarray(te_reference, dtype=np.float64))

@@ -197,6 +197,9 @@ def _create_target_arrays(group: Any, layout: RunLayout, plan: TargetPlan, index
     g["requested_num_atoms"][:] = requested
     if plan.conditioning is not None:
         cond = np.asarray(plan.conditioning, dtype=np.float64)
+        if cond.ndim == 2 and cond.shape[0] != plan.n_candidates:
+            raise StoreError(f"target {plan.id!r}: per-candidate conditioning has {cond.shape[0]} rows for "
+                             f"{plan.n_candidates} candidates")
         g.create_array("conditioning", shape=cond.shape, dtype="float64", chunks=cond.shape, fill_value=np.nan)
         g["conditioning"][...] = cond
 
@@ -470,7 +473,11 @@ class TargetRun:
     def pending(self, stage: str) -> list[int]:
         """Shards (or, for "dft", selection slots) of ``stage`` that are not complete."""
         if stage == "dft":
-            units = range(self.selection()[0].size)
+            # a target may send only its first ``metadata["dft_slots"]`` selected candidates to DFT (design runs
+            # select ``top_k`` for the report and check fewer with DFT)
+            limit = self.metadata.get("dft_slots")
+            n = self.selection()[0].size
+            units = range(n if limit is None else min(n, int(limit)))
         elif stage == "select":
             units = range(1)
         else:

@@ -55,6 +55,16 @@ class TargetContext:
     def from_run(cls, target: TargetRun) -> "TargetContext":
         return cls(target.id, target.conditioning(), dict(target.metadata))
 
+    @classmethod
+    def for_shard(cls, target: TargetRun, shard: int) -> "TargetContext":
+        """The context a sampler sees for one shard: a per-candidate conditioning (n_candidates, D) (a design
+        run's total DOS, one row per candidate) is cut to the shard's rows; any other conditioning is whole."""
+        cond = target.conditioning()
+        if cond is not None and cond.ndim == 2:
+            lo, hi = target.shard_rows(shard)
+            cond = cond[lo:hi]
+        return cls(target.id, cond, dict(target.metadata))
+
 
 @dataclass
 class RelaxOutcome:
@@ -143,7 +153,7 @@ def sample_shard(store: RunStore, target_id: str, shard: int, sampler: Sampler) 
     t0 = time.perf_counter()
     seed = t.shard_seed(shard)
     requested = t.requested_num_atoms(shard)
-    crystals = list(sampler(TargetContext.from_run(t), requested, seed))
+    crystals = list(sampler(TargetContext.for_shard(t, shard), requested, seed))
     if len(crystals) != requested.size:
         raise StoreError(f"sampler returned {len(crystals)} structures for {requested.size} requested")
     t.write_sampled(shard, crystals, seed)

@@ -184,6 +184,13 @@ def _site_dos_on_site_grid(store: RunStore, t, k: int, site: int) -> np.ndarray:
     return site_features_from_arrays(t.layout.dos_grid.energies, values[None, :])[0]
 
 
+def site_target_dos(t) -> np.ndarray | None:
+    """The target's site DOS (SITE_GRID), or None for an unconditioned target or a per-candidate conditioning
+    (a design run's total DOS rows, which the design summary plots itself)."""
+    cond = t.conditioning()
+    return cond if cond is not None and cond.ndim == 1 else None
+
+
 def write_comparisons(store: RunStore, out: Path, predict_site_dos: Callable[[Crystal], np.ndarray]) -> list[str]:
     """The paper's Fig. 8 for every DFT-checked candidate: target vs surrogate vs DFT DOS of the conditioned site,
     on the target's grid in states/eV. ``predict_site_dos(crystal)`` gives (n_atoms, 400) states/eV.
@@ -193,7 +200,7 @@ def write_comparisons(store: RunStore, out: Path, predict_site_dos: Callable[[Cr
     names = []
     (out / "comparisons").mkdir(parents=True, exist_ok=True)
     for t in store.targets():
-        cond = t.conditioning()
+        cond = site_target_dos(t)
         if cond is None:
             continue
         site = int(t.metadata.get("site", 0))
@@ -250,7 +257,7 @@ def write_summary(store: RunStore, out_dir: str | Path | None = None,
     plt.close(fig)
     plots = []
     for t in store.targets():
-        cond = t.conditioning()
+        cond = site_target_dos(t)
         done = sorted(int(k) for k in store.manifest.done_units("dft", t.id))
         if not done and cond is None:
             continue
