@@ -101,7 +101,7 @@ def test_sun_counts_stable_unique_novel_over_all_generated():
 
 
 def test_scoring_counts_missing_crystals_as_misses_and_uses_absolute_tolerance_at_zero():
-    from dosmatgen.design.crystal_evaluation import score_properties
+    from dosmatgen.dos_sampler.evaluate import score as score_properties
 
     props = {"band_gap": np.array([2.0, 2.19, 2.5, np.nan]), "dos_ef": np.array([0.0, 0.09, 0.2, np.nan])}
     s = score_properties(props, {"band_gap": 2.0, "dos_ef": 0.0})

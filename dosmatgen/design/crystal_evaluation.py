@@ -44,22 +44,6 @@ UNCONDITIONAL = "unconditional"
 TCM_SETTINGS = (("TCM type 1", 1), ("TCM type 2", 2))
 
 
-def score_properties(props: dict[str, np.ndarray], scored: dict[str, float]) -> dict[str, dict[str, float]]:
-    """+-10 % hit rate over ALL rows (NaN = miss) and MAE over the finite rows, per scored property."""
-    from dosmatgen.dos_sampler.rejection import within_tolerance
-
-    out = {}
-    for name, target in scored.items():
-        values = np.asarray(props[name], dtype=np.float64)
-        finite = np.isfinite(values)
-        hit = np.zeros(values.shape, dtype=bool)
-        hit[finite] = within_tolerance(values[finite], target, 0.1, 0.1)
-        out[name] = {"hit": float(hit.mean()) if values.size else math.nan,
-                     "mae": float(np.abs(values[finite] - target).mean()) if finite.any() else math.nan,
-                     "n_finite": int(finite.sum())}
-    return out
-
-
 def conditioning_dos(name: str, targets, n: int, seed: int, dossampler: str, train_dos: np.ndarray,
                      max_rounds: int) -> tuple[np.ndarray, dict[str, Any]]:
     """The conditioning total DOS of one setting (module docstring) and what produced them."""
@@ -79,11 +63,10 @@ def conditioning_dos(name: str, targets, n: int, seed: int, dossampler: str, tra
                  "rows": int(dos.shape[0])}
 
 
-def surrogate_properties(predict, crystals: list) -> dict[str, np.ndarray]:
-    """Band gap, DOS(E_F), N(E_F) of the surrogate total DOS of each crystal; NaN for a missing crystal."""
+def surrogate_properties(pred: np.ndarray) -> dict[str, np.ndarray]:
+    """Band gap, DOS(E_F), N(E_F) of each surrogate total DOS row (n, 256); NaN for a NaN row (no crystal)."""
     from dosmatgen.dos.property_targets import target_properties
 
-    pred = predict(crystals)
     missing = ~np.all(np.isfinite(pred), axis=1)
     props = target_properties(np.nan_to_num(pred))
     for values in props.values():
@@ -157,6 +140,7 @@ def evaluate_design(n: int = 64, seed: int = 0, out: str | Path | None = None, g
     from dosmatgen.design.total_dos import SurrogateTotalDOS
     from dosmatgen.dos.property_targets import PropertyTargets, target_properties
     from dosmatgen.dos_sampler.evaluate import BASELINE_TARGETS, SETTINGS
+    from dosmatgen.dos_sampler.evaluate import score as score_properties
     from dosmatgen.io.structure_files import write_extxyz
     from dosmatgen.metrics.sun import sun
     from dosmatgen.relax import RelaxSettings, get_mlff
@@ -199,8 +183,9 @@ def evaluate_design(n: int = 64, seed: int = 0, out: str | Path | None = None, g
         s2 = time.perf_counter()
         relaxed, e_form, e_hull, status = stability(crystals, relaxer, references, phases)
         s3 = time.perf_counter()
-        props_relaxed, props_unrelaxed = surrogate_properties(predict, relaxed), surrogate_properties(predict, crystals)
-        passes = filter_pass(predict(relaxed))
+        pred_relaxed = predict(relaxed)
+        props_relaxed, props_unrelaxed = surrogate_properties(pred_relaxed), surrogate_properties(predict(crystals))
+        passes = filter_pass(pred_relaxed)
         s = sun(relaxed, e_hull, reference_crystals)
         result["settings"][name] = {
             "targets": scored, "conditioning": info, "crystals": len(crystals),

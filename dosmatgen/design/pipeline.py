@@ -157,19 +157,20 @@ def _check_relax_options(cfg: DesignConfig) -> None:
                                      f"{', '.join(available_mlffs())}", file=cfg.path)
 
 
-def _executors(cfg: DesignConfig) -> dict[str, Any]:
-    """The screen's executors for the generator, relax, rank and DFT stages (built, nothing started)."""
+def _executors(cfg: DesignConfig) -> tuple[dict[str, Any], dict[str, str]]:
+    """The screen's executors for the generator, relax, rank and DFT stages (built, nothing started) and the name
+    of each stage's backend."""
     from dosmatgen.design.config import stage_backend
     from dosmatgen.screen.executors import make_executor
 
-    out = {}
+    out, names = {}, {"rank": "inline"}
     for stage, section in (("sample", "generator"), ("relax", "relax"), ("dft", "dft")):
         backend, options = stage_backend(cfg, section)
         if backend == "inline" and stage == "sample":
             options = {"device": cfg.generator.get("device", "cpu"), **options}
-        out[stage] = make_executor(backend, options)
+        out[stage], names[stage] = make_executor(backend, options), backend
     out["rank"] = make_executor("inline", {"device": cfg.generator.get("device", "cpu")})
-    return out
+    return out, names
 
 
 def _shard_works(cfg: DesignConfig, r: DesignRequest, store_root: Path, filters, ref, te_reference) -> dict[str, Any]:
@@ -203,7 +204,7 @@ def run_design(r: DesignRequest) -> dict[str, Any]:
     cfg, kind = validate_request(r)
     filters = filter_config(cfg)
     _check_relax_options(cfg)
-    run_on = _executors(cfg)
+    run_on, backends = _executors(cfg)
     te_reference = _te_reference(r, cfg)
     # -- 1. load everything that can fail
     source, ref = build_source(kind, cfg, r, te_reference)
@@ -249,8 +250,6 @@ def run_design(r: DesignRequest) -> dict[str, Any]:
                                                               dict(cfg.dft.get("options") or {}), int(cfg.dft.get("max_attempts", 2))),
                                                wait=True, progress=r.progress)
         stage_s["dft"] = time.perf_counter() - s0
-    backends = {"sample": cfg.generator.get("backend", "inline"), "relax": cfg.relax.get("backend", "inline"), "rank": "inline",
-                "dft": cfg.dft.get("backend", "inline")}
     stages = {name: {"backend": backends[name], **rep} for name, rep in reports.items()}
     return _write_summaries(store, cfg, r, dos, predict, te_reference, ref, stage_s, time.perf_counter() - t0, stages)
 

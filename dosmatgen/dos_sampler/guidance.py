@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from dosmatgen.dos.properties import TE_MIN_COSINE
 from dosmatgen.dos_sampler.expected_embedding import expected_embedding, token_probabilities, token_values
 from dosmatgen.dos_sampler.network import DosScoreNetwork
 from dosmatgen.dos_sampler.property_regressor import REGRESSED, PropertyRegressor
@@ -40,10 +41,6 @@ class Guidance:
 
     def __call__(self, network: DosScoreNetwork, tokens: torch.Tensor, logits: torch.Tensor, log_k: torch.Tensor) -> torch.Tensor:
         return guide_logits(self, network, tokens, logits, log_k)
-
-
-#: Cosine to the reference at which the shape guidance has done its job (the thermoelectric filter's 0.9).
-SHAPE_TARGET_COSINE = 0.9
 
 
 @dataclass
@@ -74,9 +71,7 @@ class ShapeGuidance:
             dos = token_probabilities(tokens, ell) @ token_values()
             cos = torch.nn.functional.cosine_similarity(dos, self.reference[None].to(dos.dtype), dim=1, eps=1e-12)
             (grad,) = torch.autograd.grad((1.0 - cos).sum(), ell)
-        size = grad.abs().flatten(1).amax(dim=1).clamp(min=1e-12)
-        step = self.scale * torch.tanh((1.0 - cos.detach()).clamp(min=0) / (1.0 - SHAPE_TARGET_COSINE)) / size
-        return logits - step[:, None, None] * grad
+        return scaled_step(logits, grad, self.scale * torch.tanh((1.0 - cos.detach()).clamp(min=0) / (1.0 - TE_MIN_COSINE)))
 
 
 def guide_logits(
@@ -91,6 +86,10 @@ def guide_logits(
         pred = guidance.regressor(expected_embedding(network, tokens, ell), log_k)
         residual = (pred - y_star) * used
         (grad,) = torch.autograd.grad((residual**2).sum(), ell)
+    return scaled_step(logits, grad, guidance.scale * torch.tanh(residual.detach().norm(dim=1)))
+
+
+def scaled_step(logits: torch.Tensor, grad: torch.Tensor, push: torch.Tensor) -> torch.Tensor:
+    """``logits - push * grad / max|grad|`` per sample: each step moves a logit by at most ``push`` (B,)."""
     size = grad.abs().flatten(1).amax(dim=1).clamp(min=1e-12)
-    step = guidance.scale * torch.tanh(residual.detach().norm(dim=1)) / size
-    return logits - step[:, None, None] * grad
+    return logits - (push / size)[:, None, None] * grad
