@@ -85,3 +85,15 @@ def test_relax_cli_orb_without_weights_explains(tmp_path, capsys):
     assert main(["relax", str(tmp_path / "in.extxyz"), "--mlff", "orb", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "--mlff-weights" in err and len(err.strip().splitlines()) == 1
+
+
+def test_relax_cli_bfgs_optimizer(tmp_path):
+    write_extxyz(tmp_path / "in.extxyz", [rattled_fcc("Cu", 3.7, seed=1)], ["cu"])
+    common = ["relax", str(tmp_path / "in.extxyz"), "--mlff", "emt", "--reference-cache", str(tmp_path / "refs.json")]
+    assert main(common + ["--out", str(tmp_path / "fire")]) == 0
+    assert main(common + ["--out", str(tmp_path / "bfgs"), "--optimizer", "bfgs"]) == 0
+    fire, bfgs = (json.loads((tmp_path / d / "relax_table.json").read_text()) for d in ("fire", "bfgs"))
+    assert fire["optimizer"] == "fire" and bfgs["optimizer"] == "bfgs"
+    (f,), (b,) = fire["rows"], bfgs["rows"]
+    assert f["status"] == b["status"] == "converged" and f["steps"] != b["steps"]
+    assert abs(float(f["energy_relaxed"]) - float(b["energy_relaxed"])) < 1e-3  # same minimum, another path

@@ -40,6 +40,8 @@ def register(subparsers) -> None:
     p.add_argument("--fmax", type=float, default=0.05, help="convergence threshold, eV/A (default 0.05)")
     p.add_argument("--max-steps", type=int, default=500, help="optimizer steps per structure (default 500)")
     p.add_argument("--batch-size", type=int, default=64, help="structures per MLFF call (default 64)")
+    p.add_argument("--optimizer", choices=("fire", "bfgs"), default="fire",
+                   help="per-structure optimizer on the Frechet cell filter: ASE's FIRE (default) or BFGS")
     p.add_argument("--no-formation-energy", action="store_true", help="skip elemental references and formation energies")
     p.add_argument("--max-formation-energy", type=float, default=0.0, help="threshold filter, eV/atom (default 0)")
     p.add_argument("--competing-phases", default=None, metavar="PATH",
@@ -119,7 +121,7 @@ def cmd_relax(args) -> int:
     if not ids and not unreadable:
         raise InvalidRecordError("no structures to relax in " + ", ".join(map(str, args.inputs)))
     mlff = build_mlff(args)
-    settings = RelaxSettings(fmax=args.fmax, max_steps=args.max_steps, batch_size=args.batch_size)
+    settings = RelaxSettings(fmax=args.fmax, max_steps=args.max_steps, batch_size=args.batch_size, optimizer=args.optimizer)
     workflow = StabilityWorkflow(mlff, settings, formation_energy=not args.no_formation_energy,
                                  references_cache=args.reference_cache, competing_phases=args.competing_phases)
     relaxed = workflow.run(crystals)
@@ -157,6 +159,7 @@ def cmd_relax(args) -> int:
     meta = {
         "mlff": mlff.cache_key,
         "fmax": args.fmax,
+        "optimizer": args.optimizer,
         "max_steps": args.max_steps,
         "batch_size": args.batch_size,
         "mlff_calls": relaxer.n_calls,

@@ -75,13 +75,13 @@ class MLFFRelaxer:
 
     def __init__(self, mlff: str = "chgnet", mlff_options: dict[str, Any] | None = None, fmax: float = 0.05,
                  max_steps: int = 500, batch_size: int = 64, references_cache: str | None = None,
-                 competing_phases: str | None = None) -> None:
+                 competing_phases: str | None = None, optimizer: str = "fire") -> None:
         from dosmatgen.relax import RelaxSettings, get_mlff
         from dosmatgen.relax.workflow import StabilityWorkflow
 
         self.mlff = get_mlff(mlff, **dict(mlff_options or {}))
         self.workflow = StabilityWorkflow(self.mlff, RelaxSettings(fmax=float(fmax), max_steps=int(max_steps),
-                                                                   batch_size=int(batch_size)),
+                                                                   batch_size=int(batch_size), optimizer=str(optimizer)),
                                           references_cache=references_cache, competing_phases=competing_phases)
         # known phases for the energy above the hull, relaxed once by the same force field (here, not per shard)
         self.relaxer, self.references, self.competing = self.workflow.relaxer, self.workflow.references, self.workflow.competing
@@ -103,10 +103,11 @@ class MLFFRelaxer:
 
 def load_mlff_relaxer(mlff: str = "chgnet", mlff_options: dict[str, Any] | None = None, fmax: float = 0.05,
                       max_steps: int = 500, batch_size: int = 64, references_cache: str | None = None,
-                      competing_phases: str | None = None) -> MLFFRelaxer:
+                      competing_phases: str | None = None, optimizer: str = "fire") -> MLFFRelaxer:
     """``competing_phases``: a CIF/extxyz file or a folder/zip of CIFs of known phases; each candidate then gets
-    its energy above their hull (``relax.filter.max_energy_above_hull`` cuts on it)."""
-    return MLFFRelaxer(mlff, mlff_options, fmax, max_steps, batch_size, references_cache, competing_phases)
+    its energy above their hull (``relax.filter.max_energy_above_hull`` cuts on it). ``optimizer``: "fire" or
+    "bfgs" for the candidates (:class:`dosmatgen.relax.RelaxSettings`; the elemental references always use FIRE)."""
+    return MLFFRelaxer(mlff, mlff_options, fmax, max_steps, batch_size, references_cache, competing_phases, optimizer)
 
 
 class SurrogateScorer:
