@@ -49,3 +49,14 @@ def test_bfgs_step_on_a_quadratic_is_newton_after_one_update_and_capped_by_maxst
 def test_unknown_optimizer_is_refused():
     with pytest.raises(ValueError, match="unknown relaxation optimizer 'lbfgs'"):
         RelaxSettings(optimizer="lbfgs")
+
+
+def test_screen_relaxer_passes_the_optimizer_through():
+    from dosmatgen.screen.library_stages import load_mlff_relaxer
+
+    relaxer = load_mlff_relaxer("emt", fmax=0.05, max_steps=50, batch_size=4, optimizer="bfgs")
+    assert relaxer.relaxer.settings.optimizer == "bfgs"
+    (out,) = relaxer([rattled_fcc("Cu", 3.7, seed=3)])
+    assert out.converged and out.steps > 0
+    with pytest.raises(ValueError, match="unknown relaxation optimizer"):
+        load_mlff_relaxer("emt", optimizer="newton")
