@@ -233,7 +233,12 @@ def test_bundled_store_opens_with_expected_counts():
     store = DatasetStore.open(path)
     assert store.num_structures == 3020 and store.num_sites == 12211
     assert store.has_dos and store.info["scalers"]["fitted_on"] == "train"
-    np.testing.assert_array_equal(store.split, split_codes(store.ids))
+    # the id-hash split, then the builder's dedup: exactly the recorded twins moved, all into train
+    hashed, moved = split_codes(store.ids), store.info["split_dedup"]["moves"]
+    changed = np.flatnonzero(store.split != hashed)
+    assert sorted(store.ids[k] for k in changed) == sorted(m["id"] for m in moved) and len(moved) == 19
+    assert np.all(store.split[changed] == S.SPLIT_CODES["train"])
+    assert store.split_sizes() == {"train": 1866, "val": 565, "test": 589}
     i = store.ids.index("target-IrO2")
     c = store.crystal(i)
     assert c.atomic_numbers[:2].tolist() == [77, 77] and c.num_atoms == 6
