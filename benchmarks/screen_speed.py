@@ -6,7 +6,7 @@ the screen logs, and the quality of its top candidates: the surrogate MAE (scale
 best 10 ranked candidates. A variant is a label and ``--set`` overrides of the config:
 
 * ``before`` (default): the screen as it was before issue 19: 1000 sampling steps, FIRE;
-* ``after`` (default): the config as it is (``configs/screen/local.yaml``: 100 steps, BFGS);
+* ``after`` (default): the config as it is (``configs/screen/local.yaml``: 100 steps, FIRE);
 * ``--variant LABEL KEY=VALUE ...`` adds one (repeatable; given variants replace the defaults).
 
     unshare -n bash -c 'ip link set lo up; OMP_NUM_THREADS=1 python benchmarks/screen_speed.py --out /tmp/screen-speed'

@@ -160,10 +160,7 @@ class _InFlight:
                 r.reason = f"not converged after {r.steps} steps (fmax {r.fmax:.3g} eV/A)"
             r.relaxed = self._crystal()
             return True
-        if isinstance(self.optimizer, BFGSState):
-            self.coords.q += self.optimizer.displacement(gforces, self.coords.q)
-        else:
-            self.coords.q += self.optimizer.displacement(gforces)
+        self.coords.q += self.optimizer.displacement(gforces, self.coords.q)
         r.steps += 1
         self.positions, self.cell = self.coords.positions_and_cell()
         if not (np.all(np.isfinite(self.positions)) and np.all(np.isfinite(self.cell))):

@@ -37,8 +37,9 @@ class FIREState:
         self.a = params.a_start
         self.n_positive = 0
 
-    def displacement(self, forces: np.ndarray) -> np.ndarray:
-        """Update the velocity with ``forces`` (same shape as the coordinates) and return the step to take."""
+    def displacement(self, forces: np.ndarray, coordinates: np.ndarray | None = None) -> np.ndarray:
+        """Update the velocity with ``forces`` (same shape as the coordinates) and return the step to take.
+        ``coordinates`` is unused (FIRE needs only the forces); it keeps one call shape with :class:`.bfgs.BFGSState`."""
         p = self.params
         if self.velocity is None:
             self.velocity = np.zeros_like(forces)
