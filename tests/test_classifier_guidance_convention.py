@@ -133,3 +133,31 @@ def test_the_sampling_request_option_reaches_the_guidance(flag):
     prepared = SimpleNamespace(guidance_name="classifier", request=request, regressor=SliceRegressor(), unconditional_model=None)
     guidance = build_guidance(prepared)
     assert isinstance(guidance, ClassifierGuidance) and guidance.mask_gradients is flag
+
+
+def test_one_classifier_strength_default_everywhere_is_the_validation_choice():
+    """The default strength is the value chosen on the validation split (5, reports/evaluation-issue19 part E),
+    and the sampler, the sampling request, the evaluation settings, the evaluation's guidance builder and both
+    CLIs all take it from the one constant (before: 50 in six places, tuned for the old one-norm convention)."""
+    import dataclasses
+    import inspect
+
+    from dosmatgen.cli.main import build_parser
+    from dosmatgen.evaluation.reconstruction import build_guidance
+    from dosmatgen.evaluation.settings import EvaluationSettings
+    from dosmatgen.guidance_defaults import DEFAULT_CLASSIFIER_STRENGTH
+    from dosmatgen.sampling.request import SamplingRequest
+
+    assert DEFAULT_CLASSIFIER_STRENGTH == 5.0
+    defaults = {
+        "ClassifierGuidance": ClassifierGuidance(nn.Identity()).strength,
+        "SamplingRequest": {f.name: f.default for f in dataclasses.fields(SamplingRequest)}["strength"],
+        "EvaluationSettings": EvaluationSettings().strength,
+        "build_guidance": inspect.signature(build_guidance).parameters["strength"].default,
+        "build_guidance(classifier)": build_guidance("classifier", regressor=nn.Identity()).strength,
+    }
+    parser = build_parser()
+    for command in ("sample", "evaluate"):
+        sub = next(a for a in parser._subparsers._group_actions[0].choices.values() if a.prog.endswith(command))
+        defaults[f"dosmatgen {command} --strength"] = next(a.default for a in sub._actions if a.dest == "strength")
+    assert defaults == {k: DEFAULT_CLASSIFIER_STRENGTH for k in defaults}

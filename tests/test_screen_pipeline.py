@@ -17,6 +17,8 @@ from dosmatgen.errors import InvalidRecordError
 from dosmatgen.runstore import RunStore
 from dosmatgen.screen.config import load_screen_config
 
+MLFF_LOADER = "dosmatgen.screen.library_stages:load_mlff_relaxer"
+
 
 @pytest.fixture(autouse=True)
 def _helpers_on_path(monkeypatch):
@@ -92,6 +94,12 @@ def test_dft_given_up_after_max_attempts_is_reported(tmp_path):
         ({"sample": {"backend": "spark"}}, "sample.backend: must be one of"),
         ({"relax": {"filter": {"min_distance": "far"}}}, "relax.filter.min_distance: expected float"),
         ({"dft": {"dos_grid": {"emin": 1, "emax": 0, "n": 3}}}, "dft.dos_grid"),
+        # relax.options are checked against the loader when the config is read, not when the relax stage starts
+        ({"relax": {"loader": MLFF_LOADER, "options": {"mlff": "emt", "optimizer": "lbfgs"}}},
+         "relax.options.optimizer: unknown optimizer 'lbfgs'; choose one of fire, bfgs"),
+        ({"relax": {"loader": MLFF_LOADER, "options": {"mlff": "chgnett"}}}, "relax.options.mlff: unknown MLFF 'chgnett'"),
+        ({"relax": {"loader": MLFF_LOADER, "options": {"fmaxx": 0.1}}}, "relax.options do not fit " + MLFF_LOADER),
+        ({"relax": {"loader": "dosmatgen.screen.nowhere:load"}}, "relax.loader: cannot import 'dosmatgen.screen.nowhere'"),
     ],
 )
 def test_config_errors_name_the_key(tmp_path, patch, message):
@@ -103,6 +111,18 @@ def test_config_errors_name_the_key(tmp_path, patch, message):
     with pytest.raises(InvalidRecordError) as err:
         load_screen_config(cfg)
     assert message in str(err.value) and "c.yaml" in str(err.value)
+
+
+def test_bad_relax_option_stops_the_cli_before_anything_is_sampled(tmp_path):
+    """A misspelt optimizer in a screen YAML exits 2 with one line naming the file and key, and writes no run."""
+    cfg = write_config(tmp_path / "c.yaml", tmp_path / "run",
+                       relax={"loader": MLFF_LOADER, "options": {"mlff": "emt", "optimizer": "LBFGS"}})
+    proc = subprocess.run([sys.executable, "-m", "dosmatgen.cli.main", "screen", str(cfg)], capture_output=True,
+                          text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0
+    assert "c.yaml" in proc.stderr and "relax.options.optimizer: unknown optimizer 'LBFGS'" in proc.stderr
+    assert not (tmp_path / "run").exists()
 
 
 def test_shipped_configs_parse():

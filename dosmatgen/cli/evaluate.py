@@ -13,6 +13,7 @@ The split the checkpoint was trained on is refused unless ``--force-split``.
 from __future__ import annotations
 
 import argparse
+from dosmatgen.guidance_defaults import DEFAULT_CLASSIFIER_STRENGTH
 
 
 def register(subparsers) -> None:
@@ -39,7 +40,8 @@ def register(subparsers) -> None:
     p.add_argument("--sampling-steps", type=int, default=None, metavar="S",
                    help="S evenly spaced steps of the T-step reverse grid (default: all T; docs/sampling-steps.md)")
     p.add_argument("--w", type=float, default=1.0, help="CFG weight: (1+w)·cond − w·uncond (paper: 1)")
-    p.add_argument("--strength", type=float, default=50.0, help="classifier-guidance strength (DiffCSP aug, default 50)")
+    p.add_argument("--strength", type=float, default=DEFAULT_CLASSIFIER_STRENGTH,
+                   help=f"classifier-guidance strength (DiffCSP aug, per-site energy; default {DEFAULT_CLASSIFIER_STRENGTH:g})")
     p.add_argument("--batch-size", type=int, default=32, help="structures per sampler batch (default 32)")
     p.add_argument("--match-timeout", type=float, default=30.0, help="StructureMatcher time limit per comparison, s (time-outs are counted)")
     p.add_argument("--no-novelty", action="store_true", help="skip the novelty comparison against the training split")

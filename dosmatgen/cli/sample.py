@@ -6,6 +6,7 @@ Every input is validated before sampling starts (:func:`dosmatgen.sampling.reque
 from __future__ import annotations
 
 import argparse
+from dosmatgen.guidance_defaults import DEFAULT_CLASSIFIER_STRENGTH
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="cfg (default with --target), classifier (needs --regressor) or none")
     p.add_argument("--w", type=float, default=1.0, help="CFG weight: (1+w)·cond − w·uncond (paper: 1; MatterGen γ = w+1)")
     p.add_argument("--regressor", default=None, help="DOS regressor checkpoint for --guidance classifier")
-    p.add_argument("--strength", type=float, default=50.0, help="classifier-guidance strength (DiffCSP aug)")
+    p.add_argument("--strength", type=float, default=DEFAULT_CLASSIFIER_STRENGTH,
+                   help=f"classifier-guidance strength (DiffCSP aug, per-site energy; default {DEFAULT_CLASSIFIER_STRENGTH:g})")
     p.add_argument("--unconditional-checkpoint", default=None,
                    help="separately trained unconditional denoiser for classifier guidance (default: the CFG model, condition dropped)")
     p.add_argument("--mask-classifier-gradients", action="store_true",

@@ -139,22 +139,9 @@ def write_conditioning(folder: Path, dos: DesignDos, num_atoms: np.ndarray, info
 
 def _check_relax_options(cfg: DesignConfig) -> None:
     """The relax loader imports and takes the configured options (checked before anything is written)."""
-    import inspect
+    from dosmatgen.screen.relax_options import check_relax_options
 
-    from dosmatgen.dotted import resolve_callable
-
-    loader = resolve_callable(cfg.relax["loader"])
-    options = dict(cfg.relax.get("options") or {})
-    try:
-        inspect.signature(loader).bind(**options)
-    except TypeError as exc:
-        raise InvalidRecordError(f"relax.options do not fit {cfg.relax['loader']}: {exc}", file=cfg.path) from None
-    if "mlff" in options:
-        from dosmatgen.relax import available_mlffs
-
-        if str(options["mlff"]).lower() not in available_mlffs():
-            raise InvalidRecordError(f"relax.options.mlff: unknown MLFF {options['mlff']!r}; choose one of "
-                                     f"{', '.join(available_mlffs())}", file=cfg.path)
+    check_relax_options(cfg.relax["loader"], cfg.relax.get("options"), file=cfg.path)
 
 
 def _executors(cfg: DesignConfig) -> tuple[dict[str, Any], dict[str, str]]:

@@ -28,6 +28,7 @@ from torch import nn
 
 from dosmatgen.batch import collate_crystals
 from dosmatgen.crystal import Crystal
+from dosmatgen.guidance_defaults import DEFAULT_CLASSIFIER_STRENGTH
 from dosmatgen.diffusion.process import JointDiffusion
 from dosmatgen.model.conditioning import DOSCondition
 from dosmatgen.sampling.batches import sample_in_batches
@@ -61,7 +62,7 @@ class ReconstructionRun:
                 "failed_batches": list(self.failed_batches)}
 
 
-def build_guidance(name: str, *, w: float = 1.0, regressor: nn.Module | None = None, strength: float = 50.0,
+def build_guidance(name: str, *, w: float = 1.0, regressor: nn.Module | None = None, strength: float = DEFAULT_CLASSIFIER_STRENGTH,
                    unconditional_model: nn.Module | None = None) -> Guidance:
     """The sampler's guidance strategy for a protocol mode (``unconditional_model``: classifier guidance's separate
     unconditional denoiser; None = the sampled denoiser with its condition dropped)."""

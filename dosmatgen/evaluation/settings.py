@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from dosmatgen.errors import InvalidRecordError
+from dosmatgen.guidance_defaults import DEFAULT_CLASSIFIER_STRENGTH
 from dosmatgen.metrics.timed_matcher import DEFAULT_TIMEOUT_S
 
 #: Guidance modes of the protocol. ``none`` = one conditional denoiser pass per step (w = 0, no guidance term);
@@ -48,7 +49,7 @@ class EvaluationSettings:
     step_lr: float = 5e-6
     sampling_steps: int | None = None
     w: float = 1.0
-    strength: float = 50.0
+    strength: float = DEFAULT_CLASSIFIER_STRENGTH
     batch_size: int = 32
     match_timeout_s: float | None = DEFAULT_TIMEOUT_S
     novelty: bool = True

@@ -21,6 +21,7 @@ from torch import nn
 
 from dosmatgen.diffusion.process import PredictorScales
 from dosmatgen.diffusion.state import CrystalState
+from dosmatgen.guidance_defaults import DEFAULT_CLASSIFIER_STRENGTH
 from dosmatgen.model.conditioning import DOSCondition
 from dosmatgen.model.cspnet import DenoiserOutput
 
@@ -137,7 +138,7 @@ class ClassifierGuidance:
     * ``v`` the variance of the noise the predictor injects into that field at t (DiffCSP's guided sampler):
       X ``σ_{t−1}²(σ_t² − σ_{t−1}²)/σ_t²`` (``PredictorScales.coord_std²``), L and A the DDPM posterior variance.
 
-    Strength convention: ``strength`` is DiffCSP's ``aug`` (50 by default) multiplying that per-site-summed energy
+    Strength convention: ``strength`` is DiffCSP's ``aug`` (:data:`DEFAULT_CLASSIFIER_STRENGTH` = 5 by default) multiplying that per-site-summed energy
     with unscaled variances, so the same strength means the same per-site pull for any crystal size; the displacement
     of a field is ``strength · v · ∂E/∂field``.
 
@@ -147,7 +148,7 @@ class ClassifierGuidance:
 
     Args:
         regressor: a :class:`~dosmatgen.regressor.model.NoisyDOSRegressor` (eval mode).
-        strength: the guidance scale (DiffCSP's ``aug``; 50 by default).
+        strength: the guidance scale (DiffCSP's ``aug``; :data:`DEFAULT_CLASSIFIER_STRENGTH` by default).
         unconditional_model: a separately trained denoiser for the unconditional score
             (``bundled:dosmatgen-small-uncond``); None uses the sampler's (CFG-trained) model with every condition
             dropped.
@@ -155,7 +156,7 @@ class ClassifierGuidance:
     """
 
     regressor: nn.Module
-    strength: float = 50.0
+    strength: float = DEFAULT_CLASSIFIER_STRENGTH
     unconditional_model: nn.Module | None = None
     mask_gradients: bool = False
     name: str = "classifier"

@@ -24,6 +24,7 @@ from dosmatgen.crystal import Crystal
 from dosmatgen.diffusion.process import JointDiffusion
 from dosmatgen.dos.grid import SITE_GRID, TOTAL_GRID
 from dosmatgen.errors import CheckpointError, InvalidRecordError, field_error
+from dosmatgen.guidance_defaults import DEFAULT_CLASSIFIER_STRENGTH
 from dosmatgen.sampling.condition import check_sites, window_mask
 from dosmatgen.sampling.constraints import FixedTypes
 from dosmatgen.sampling.num_atoms import NumAtomsSpec, max_trained_atoms
@@ -64,7 +65,7 @@ class SamplingRequest:
     guidance: str | None = None
     w: float = 1.0
     regressor: str | Path | None = None
-    strength: float = 50.0
+    strength: float = DEFAULT_CLASSIFIER_STRENGTH
     unconditional_checkpoint: str | Path | None = None
     mask_classifier_gradients: bool = False
     step_lr: float = 5e-6

@@ -16,6 +16,7 @@ import yaml
 
 from dosmatgen.dos.grid import EnergyGrid, GPAW_V1_GRID
 from dosmatgen.errors import InvalidRecordError
+from dosmatgen.screen.relax_options import check_relax_options
 from dosmatgen.screen.stages import FilterConfig
 
 SAMPLE_BACKENDS = ("inline", "ray")
@@ -238,6 +239,7 @@ def load_screen_config(path: str | os.PathLike, overrides: dict[str, Any] | None
     )
     f.finish()
     relax_sec.finish()
+    check_relax_options(relax.loader, relax.options, file=file)
 
     rank_sec = top.section("rank")
     rank = _stage(rank_sec, ("inline",), "inline", "dosmatgen.screen.baseline:load_formation_energy_scorer")
