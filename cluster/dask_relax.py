@@ -12,7 +12,9 @@ Clusters (``relax.dask`` section of the screen config, key ``cluster``):
 * ``scheduler_file``: connect through a scheduler file written by ``dask scheduler --scheduler-file`` (how
   slurm/screen.sh starts Dask workers inside the GPU allocation with ``srun --overlap``).
 
-Workers build the relaxer ONCE per process (cached by loader spec and options).
+Workers build the relaxer ONCE per process (cached by loader spec and options), and restore glibc's malloc
+thresholds that Dask's nanny changes (:mod:`dosmatgen_cluster.worker_malloc`: otherwise batched CHGNet relaxation
+spends as long in page faults as in the model).
 """
 
 from __future__ import annotations
@@ -45,13 +47,21 @@ def _relaxer(loader: str, options: dict[str, Any]):
 
 #: where a run keeps its elemental reference energies (shared by every worker, computed once: see
 #: dosmatgen.relax.references)
-def relax_unit(store_root: str, target_id: str, shard: int, loader: str, options: dict[str, Any], filters) -> dict[str, Any]:
-    """One Dask task: relax and filter one shard (skipped if the manifest says it is done)."""
+def relax_unit(store_root: str, target_id: str, shard: int, loader: str, options: dict[str, Any], filters,
+               reuse_freed_memory: bool = True) -> dict[str, Any]:
+    """One Dask task: relax and filter one shard (skipped if the manifest says it is done).
+
+    ``reuse_freed_memory``: restore glibc's malloc thresholds in this worker (:mod:`dosmatgen_cluster.worker_malloc`;
+    ``relax.dask.reuse_freed_memory: false`` keeps Dask's, which return memory to the OS sooner at a large cost in
+    page faults)."""
     import os
 
     from dosmatgen.runstore import RunStore
     from dosmatgen.screen.stages import relax_shard
+    from dosmatgen_cluster.worker_malloc import keep_freed_memory_for_reuse
 
+    if reuse_freed_memory:
+        keep_freed_memory_for_reuse()  # undo the page-fault cost of Dask's MALLOC_TRIM_THRESHOLD_ (see that module)
     store = RunStore.open(store_root, mode="r+")
     counts = relax_shard(store, target_id, shard, _relaxer(loader, options), filters)
     return {"target": target_id, "shard": shard, "pid": os.getpid(), **counts}
@@ -212,13 +222,14 @@ def run_relax(
     timeout_s: float = 3600.0,
     max_shard_attempts: int = 3,
     progress: bool = True,
+    reuse_freed_memory: bool = True,
 ) -> RelaxReport:
     """Map :func:`relax_unit` over (target, shard) units on ``client``.
 
     A shard whose task raises (an MLFF exception, CUDA out of memory, a worker lost more often than Dask's own
     ``allowed-failures``) is resubmitted until it has failed ``max_shard_attempts`` times, then given up with its
     reason recorded in the run store (:mod:`dosmatgen_cluster.shard_retry`); the other shards go on. ``timeout_s`` bounds
-    the wait for the next shard to finish.
+    the wait for the next shard to finish. ``reuse_freed_memory``: see :func:`relax_unit`.
     """
     from distributed import as_completed
     from tqdm import tqdm
@@ -234,7 +245,7 @@ def run_relax(
     def submit(unit: tuple[str, int]):
         tid, shard = unit
         fut = client.submit(relax_unit, str(store_root), tid, shard, loader, dict(options or {}), filters,
-                            key=f"relax-{tid}-{shard}-{time.time_ns()}", pure=False)
+                            reuse_freed_memory, key=f"relax-{tid}-{shard}-{time.time_ns()}", pure=False)
         owner[fut.key] = unit
         return fut
 

@@ -75,7 +75,8 @@ class RayExecutor(_OneStage):
 
 
 class DaskExecutor(_OneStage):
-    """Options (``relax.dask``): see :func:`dosmatgen_cluster.dask_relax.dask_client`, plus ``timeout_s``."""
+    """Options (``relax.dask``): see :func:`dosmatgen_cluster.dask_relax.dask_client`, plus ``timeout_s``,
+    ``max_shard_attempts`` and ``reuse_freed_memory`` (default true: :mod:`dosmatgen_cluster.worker_malloc`)."""
 
     backend, stage = "dask", "relax"
 
@@ -83,15 +84,20 @@ class DaskExecutor(_OneStage):
         super().__init__(options)
         import distributed  # noqa: F401  (fail here, at --check, when Dask is missing)
 
+        reuse = self.options.get("reuse_freed_memory", True)
+        if not isinstance(reuse, bool):
+            raise InvalidRecordError(f"relax.dask.reuse_freed_memory: must be true or false, got {reuse!r}")
+
     def _map(self, store: RunStore, work: ShardWork, units: list[Unit], progress: bool) -> dict[str, Any]:
         from dosmatgen_cluster.dask_relax import dask_client, run_relax
 
         opts = dict(self.options)
         timeout = float(opts.pop("timeout_s", 3600))
         attempts = int(opts.pop("max_shard_attempts", 3))
+        reuse = opts.pop("reuse_freed_memory", True)
         with dask_client(opts) as client:
             rep = run_relax(client, store.root, units, work.loader, dict(work.options), work.filters,
-                            timeout_s=timeout, max_shard_attempts=attempts, progress=progress)
+                            timeout_s=timeout, max_shard_attempts=attempts, progress=progress, reuse_freed_memory=reuse)
         return {"shards": rep.shards, "relaxed": rep.relaxed, "passed": rep.passed, "failed": rep.failed, "seconds": rep.seconds,
                 "given_up": rep.given_up}
 
