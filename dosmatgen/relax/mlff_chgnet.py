@@ -23,6 +23,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from dosmatgen.relax.chgnet_graph import graph_index_arrays
 from dosmatgen.relax.mlff import MLFF, MLFFOutput
 
 
@@ -60,8 +61,9 @@ class CHGNetMLFF(MLFF):
         """CHGNet ``CrystalGraph`` straight from arrays (Z (n,), Cartesian Å (n, 3), lattice rows (3, 3)).
 
         Same graph as ``CrystalGraphConverter.forward(Structure)`` (same neighbour search, pymatgen's
-        ``find_points_in_spheres``, same CHGNet graph/line-graph code) without building a pymatgen
-        ``Structure`` and its composition string, which cost as much as the graph itself.
+        ``find_points_in_spheres``; the atom and bond graph index arrays from
+        :func:`~dosmatgen.relax.chgnet_graph.graph_index_arrays`, equal to CHGNet's own graph code's) without building
+        a pymatgen ``Structure`` and its composition string, which cost as much as the graph itself.
         """
         from chgnet.graph.crystalgraph import CrystalGraph
         from chgnet.model.model import TORCH_DTYPE
@@ -80,17 +82,24 @@ class CHGNetMLFF(MLFF):
         isolated = n_atoms - len(set(center.tolist()))
         if isolated:
             raise ValueError(f"{isolated} isolated atom(s) with no neighbour within {conv.atom_graph_cutoff} A")
-        graph = conv.create_graph(n_atoms, center, neighbor, image, distance)
-        atom_graph, directed2undirected = graph.adjacency_list()
-        bond_graph, undirected2directed = graph.line_graph_adjacency_list(cutoff=conv.bond_graph_cutoff)
+        arrays = graph_index_arrays(n_atoms, center, neighbor, image, distance, float(conv.bond_graph_cutoff))
+        if arrays is None:  # no unique reverse edge somewhere: CHGNet's own graph code decides (or raises)
+            graph = conv.create_graph(n_atoms, center, neighbor, image, distance)
+            atom_graph, directed2undirected = graph.adjacency_list()
+            bond_graph, undirected2directed = graph.line_graph_adjacency_list(cutoff=conv.bond_graph_cutoff)
+        else:
+            atom_graph, directed2undirected = arrays.atom_graph, arrays.directed2undirected
+            undirected2directed = arrays.undirected2directed
+            # CHGNet stores an empty angle list as a 1-D empty tensor
+            bond_graph = arrays.bond_graph if len(arrays.bond_graph) else np.zeros(0, dtype=np.int64)
         return CrystalGraph(
             atomic_number=torch.tensor(np.asarray(numbers), dtype=torch.int32),
             atom_frac_coord=torch.tensor(frac, dtype=TORCH_DTYPE),
-            atom_graph=torch.tensor(atom_graph, dtype=torch.int32).reshape(-1, 2),
+            atom_graph=torch.as_tensor(np.asarray(atom_graph, dtype=np.int32)).reshape(-1, 2),
             neighbor_image=torch.tensor(image, dtype=TORCH_DTYPE),
-            directed2undirected=torch.tensor(directed2undirected, dtype=torch.int32),
-            undirected2directed=torch.tensor(undirected2directed, dtype=torch.int32),
-            bond_graph=torch.tensor(bond_graph, dtype=torch.int32),
+            directed2undirected=torch.as_tensor(np.asarray(directed2undirected, dtype=np.int32)),
+            undirected2directed=torch.as_tensor(np.asarray(undirected2directed, dtype=np.int32)),
+            bond_graph=torch.as_tensor(np.asarray(bond_graph, dtype=np.int32)),
             lattice=torch.tensor(lattice, dtype=TORCH_DTYPE),
             graph_id=None,
             mp_id=None,
