@@ -18,6 +18,9 @@ Reports structures/s, the ratios, and the median |dE| per atom between batched a
 
     python benchmarks/relax_batched.py [--n 64] [--fmax 0.05] [--batch-size 64] [--chunk 16] [--modes batched,ase-stock,ase-ours]
 
+Mode ``chgnet-graph-batched`` is ``batched`` with CHGNet's own graph code instead of the numpy one
+(:mod:`dosmatgen.relax.chgnet_graph`): the before/after of that change in one run (final energies must be equal).
+
 Mode ``batched-bfgs`` is the batched relaxer with ASE's BFGS update instead of FIRE (``RelaxSettings(optimizer=
 "bfgs")``); the ASE modes always run FIRE, the reference of the target, so the |dE| of ``batched-bfgs`` against
 them measures how far BFGS's minima are from FIRE's (``n_lower_by_2_meV``: BFGS found a lower one).
@@ -130,6 +133,18 @@ def main() -> None:
                                                           optimizer="bfgs" if mode == "batched-bfgs" else "fire"))
                 res = relaxer.run(chunk)
                 calls[mode] = calls.get(mode, 0) + relaxer.n_calls
+            elif mode == "chgnet-graph-batched":
+                # the batched relaxer as before the numpy graph: CHGNet's own graph code (dosmatgen.relax.chgnet_graph)
+                import dosmatgen.relax.mlff_chgnet as chgnet_backend
+
+                numpy_graph = chgnet_backend.graph_index_arrays
+                chgnet_backend.graph_index_arrays = lambda *a, **k: None
+                try:
+                    relaxer = BatchedRelaxer(mlff, RelaxSettings(fmax=args.fmax, max_steps=args.max_steps,
+                                                                 batch_size=args.batch_size))
+                    res = relaxer.run(chunk)
+                finally:
+                    chgnet_backend.graph_index_arrays = numpy_graph
             elif mode == "ase-stock":
                 res, _ = relax_sequential_ase(chunk, stock_calc, fmax=args.fmax, max_steps=args.max_steps)
             elif mode == "ase-ours":
