@@ -6,7 +6,8 @@ the screen logs, and the quality of its top candidates: the surrogate MAE (scale
 best 10 ranked candidates. A variant is a label and ``--set`` overrides of the config:
 
 * ``before`` (default): the screen as it was before issue 19: 1000 sampling steps, FIRE, Dask's malloc settings
-  in the relax workers (``relax.dask.reuse_freed_memory=false``);
+  in the relax workers (``relax.dask.reuse_freed_memory=false``), CHGNet's own graph code
+  (``relax.options.mlff_options.graph_code=chgnet``);
 * ``after`` (default): the config as it is (``configs/screen/local.yaml``: 100 steps, FIRE);
 * ``--variant LABEL KEY=VALUE ...`` adds one (repeatable; given variants replace the defaults).
 
@@ -43,7 +44,8 @@ def top_scores(run_dir: Path) -> np.ndarray:
 
 
 #: the screen before issue 19's speed work, as overrides of today's config
-BEFORE = ["sample.options.sampling_steps=1000", "relax.options.optimizer=fire", "relax.dask.reuse_freed_memory=false"]
+BEFORE = ["sample.options.sampling_steps=1000", "relax.options.optimizer=fire", "relax.dask.reuse_freed_memory=false",
+          "relax.options.mlff_options.graph_code=chgnet"]
 
 
 def run_screen(config: Path, out: Path, label: str, overrides: list[str], with_dft: bool, top: int) -> dict:

@@ -61,16 +61,19 @@ def test_no_unique_reverse_edge_leaves_it_to_chgnet():
     assert graph_index_arrays(2, c, n, im, d2, 3.0) is None
 
 
-def test_chgnet_backend_is_bit_identical_with_either_graph_code(monkeypatch):
-    import dosmatgen.relax.mlff_chgnet as backend
+def test_chgnet_backend_is_bit_identical_with_either_graph_code():
+    from dosmatgen.errors import InvalidRecordError
+    from dosmatgen.relax.mlff import get_mlff
 
     _, crystals = read_structures(RELAX_SET)
     crystals = crystals[:12]
     args = ([np.asarray(c.atomic_numbers) for c in crystals], [np.asarray(c.cart_coords) for c in crystals],
             [np.asarray(c.lattice) for c in crystals])
-    mlff = backend.CHGNetMLFF()
+    mlff = get_mlff("chgnet")
+    assert mlff.graph_code == "numpy"  # the default
     ours = mlff.compute(*args)
-    monkeypatch.setattr(backend, "graph_index_arrays", lambda *a, **k: None)
-    theirs = mlff.compute(*args)
+    theirs = get_mlff("chgnet", graph_code="chgnet").compute(*args)  # relax.options.mlff_options.graph_code
     assert np.array_equal(ours.energy, theirs.energy) and np.array_equal(ours.stress, theirs.stress)
     assert all(np.array_equal(a, b) for a, b in zip(ours.forces, theirs.forces))
+    with pytest.raises(InvalidRecordError, match="graph_code must be one of numpy, chgnet, got 'fast'"):
+        get_mlff("chgnet", graph_code="fast")

@@ -24,7 +24,11 @@ import numpy as np
 import torch
 
 from dosmatgen.relax.chgnet_graph import graph_index_arrays
+from dosmatgen.errors import InvalidRecordError
 from dosmatgen.relax.mlff import MLFF, MLFFOutput
+
+#: how the atom and bond graph index arrays are built (``CHGNetMLFF(graph_code=...)``)
+GRAPH_CODES = ("numpy", "chgnet")
 
 
 class CHGNetMLFF(MLFF):
@@ -35,13 +39,19 @@ class CHGNetMLFF(MLFF):
         device: torch device, default ``"cpu"``.
         max_atoms_per_call: split a batch into several forward passes above this many atoms, to bound
             memory (one call of :meth:`compute` still covers the whole batch).
+        graph_code: ``"numpy"`` (default, :mod:`dosmatgen.relax.chgnet_graph`) or ``"chgnet"`` (CHGNet's own graph
+            objects; the same arrays, 5x slower: for checks and before/after benchmarks).
     """
 
     name = "chgnet"
 
-    def __init__(self, model=None, device: str = "cpu", max_atoms_per_call: int = 4096) -> None:
+    def __init__(self, model=None, device: str = "cpu", max_atoms_per_call: int = 4096, graph_code: str = "numpy") -> None:
         import chgnet
         from chgnet.model import CHGNet
+
+        if graph_code not in GRAPH_CODES:
+            raise InvalidRecordError(f"chgnet graph_code must be one of {', '.join(GRAPH_CODES)}, got {graph_code!r}")
+        self.graph_code = graph_code
 
         if model is None:
             with contextlib.redirect_stdout(io.StringIO()):  # CHGNet prints a banner on load
@@ -82,7 +92,8 @@ class CHGNetMLFF(MLFF):
         isolated = n_atoms - len(set(center.tolist()))
         if isolated:
             raise ValueError(f"{isolated} isolated atom(s) with no neighbour within {conv.atom_graph_cutoff} A")
-        arrays = graph_index_arrays(n_atoms, center, neighbor, image, distance, float(conv.bond_graph_cutoff))
+        arrays = (graph_index_arrays(n_atoms, center, neighbor, image, distance, float(conv.bond_graph_cutoff))
+                  if self.graph_code == "numpy" else None)
         if arrays is None:  # no unique reverse edge somewhere: CHGNet's own graph code decides (or raises)
             graph = conv.create_graph(n_atoms, center, neighbor, image, distance)
             atom_graph, directed2undirected = graph.adjacency_list()
