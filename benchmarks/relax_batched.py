@@ -134,17 +134,10 @@ def main() -> None:
                 res = relaxer.run(chunk)
                 calls[mode] = calls.get(mode, 0) + relaxer.n_calls
             elif mode == "chgnet-graph-batched":
-                # the batched relaxer as before the numpy graph: CHGNet's own graph code (dosmatgen.relax.chgnet_graph)
-                import dosmatgen.relax.mlff_chgnet as chgnet_backend
-
-                numpy_graph = chgnet_backend.graph_index_arrays
-                chgnet_backend.graph_index_arrays = lambda *a, **k: None
-                try:
-                    relaxer = BatchedRelaxer(mlff, RelaxSettings(fmax=args.fmax, max_steps=args.max_steps,
-                                                                 batch_size=args.batch_size))
-                    res = relaxer.run(chunk)
-                finally:
-                    chgnet_backend.graph_index_arrays = numpy_graph
+                # the batched relaxer as before the numpy graph (same weights, CHGNet's own graph code)
+                relaxer = BatchedRelaxer(CHGNetMLFF(model=mlff.model, graph_code="chgnet"),
+                                         RelaxSettings(fmax=args.fmax, max_steps=args.max_steps, batch_size=args.batch_size))
+                res = relaxer.run(chunk)
             elif mode == "ase-stock":
                 res, _ = relax_sequential_ase(chunk, stock_calc, fmax=args.fmax, max_steps=args.max_steps)
             elif mode == "ase-ours":
