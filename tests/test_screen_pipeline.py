@@ -100,6 +100,19 @@ def test_dft_given_up_after_max_attempts_is_reported(tmp_path):
         ({"relax": {"loader": MLFF_LOADER, "options": {"mlff": "chgnett"}}}, "relax.options.mlff: unknown MLFF 'chgnett'"),
         ({"relax": {"loader": MLFF_LOADER, "options": {"fmaxx": 0.1}}}, "relax.options do not fit " + MLFF_LOADER),
         ({"relax": {"loader": "dosmatgen.screen.nowhere:load"}}, "relax.loader: cannot import 'dosmatgen.screen.nowhere'"),
+        # the force field's own options too (mlff defaults to the loader's, chgnet)
+        ({"relax": {"loader": MLFF_LOADER, "options": {"mlff_options": {"graph_code": "fast"}}}},
+         "relax.options.mlff_options: chgnet graph_code must be one of numpy, chgnet, got 'fast'"),
+        ({"relax": {"loader": MLFF_LOADER, "options": {"mlff": "chgnet", "mlff_options": {"max_atoms_per_call": 0}}}},
+         "relax.options.mlff_options: chgnet max_atoms_per_call must be a positive integer, got 0"),
+        ({"relax": {"loader": MLFF_LOADER, "options": {"mlff": "chgnet", "mlff_options": {"device": "gpu:0"}}}},
+         "relax.options.mlff_options: chgnet device 'gpu:0' is not a torch device"),
+        ({"relax": {"loader": MLFF_LOADER, "options": {"mlff": "emt", "mlff_options": {"graph_code": "numpy"}}}},
+         "relax.options.mlff_options: MLFF 'emt' has no option 'graph_code'; its options: none"),
+        ({"relax": {"loader": MLFF_LOADER, "options": {"mlff": "orb", "mlff_options": {"weights": "x.ckpt"}}}},
+         "relax.options.mlff_options: MLFF 'orb' has no option 'weights'; its options: model, weights_path"),
+        ({"relax": {"loader": MLFF_LOADER, "options": {"mlff_options": ["numpy"]}}},
+         "relax.options.mlff_options must be a mapping"),
     ],
 )
 def test_config_errors_name_the_key(tmp_path, patch, message):
@@ -123,6 +136,16 @@ def test_bad_relax_option_stops_the_cli_before_anything_is_sampled(tmp_path):
     assert proc.stderr.strip().count("\n") == 0
     assert "c.yaml" in proc.stderr and "relax.options.optimizer: unknown optimizer 'LBFGS'" in proc.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_good_mlff_options_pass_the_check():
+    """The check accepts what the backends accept (so it cannot simply reject every mlff_options)."""
+    from dosmatgen.screen.relax_options import check_relax_options
+
+    check_relax_options(MLFF_LOADER, {"mlff": "chgnet", "mlff_options": {"graph_code": "chgnet", "device": "cpu",
+                                                                         "max_atoms_per_call": 512}})
+    check_relax_options(MLFF_LOADER, {"mlff": "lj", "mlff_options": {"epsilon": 0.1}})
+    check_relax_options(MLFF_LOADER, {"mlff": "orb", "mlff_options": {"weights_path": "orb.ckpt", "precision": "float64"}})
 
 
 def test_shipped_configs_parse():

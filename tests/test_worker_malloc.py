@@ -46,13 +46,23 @@ def test_relax_worker_stops_page_faulting_on_every_large_tensor():
     assert r["after"] < r["before"] / 20, r
 
 
-def test_relax_unit_applies_it():
-    """The Dask task itself calls it, whatever started the worker (LocalCluster, `dask worker` under srun)."""
-    import inspect
+@pytest.mark.parametrize("reuse", [True, False])
+def test_relax_unit_applies_it(monkeypatch, reuse):
+    """The Dask task itself calls it, whatever started the worker (LocalCluster, `dask worker` under srun), before it
+    relaxes anything; ``reuse_freed_memory=False`` leaves Dask's setting."""
+    from dosmatgen.runstore import RunStore
+    from dosmatgen.screen import stages
+    from dosmatgen_cluster import dask_relax, worker_malloc
 
-    from dosmatgen_cluster import dask_relax
-
-    assert "keep_freed_memory_for_reuse()" in inspect.getsource(dask_relax.relax_unit)
+    events = []
+    monkeypatch.setattr(worker_malloc, "keep_freed_memory_for_reuse", lambda: events.append("malloc") or True)
+    monkeypatch.setattr(RunStore, "open", classmethod(lambda cls, root, mode="r": events.append(("open", root, mode)) or "store"))
+    monkeypatch.setattr(stages, "relax_shard", lambda store, tid, shard, relaxer, filters: events.append(
+        ("relax", store, tid, shard)) or {"relaxed": 3, "passed": 2, "failed": 1})
+    monkeypatch.setattr(dask_relax, "_relaxer", lambda loader, options: "relaxer")
+    out = dask_relax.relax_unit("/run.zarr", "t", 4, "x:y", {}, None, reuse_freed_memory=reuse)
+    assert out == {"target": "t", "shard": 4, "pid": os.getpid(), "relaxed": 3, "passed": 2, "failed": 1}
+    assert events == (["malloc"] if reuse else []) + [("open", "/run.zarr", "r+"), ("relax", "store", "t", 4)]
 
 
 def test_dask_executor_refuses_a_non_boolean_reuse_freed_memory():

@@ -98,6 +98,11 @@ class MLFF(abc.ABC):
     #: atomic numbers this force field can evaluate
     supported_elements: frozenset[int] = frozenset()
 
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> None:
+        """Raise :class:`InvalidRecordError` for a bad option VALUE before anything is built (the keys are checked
+        against the constructor by :func:`check_mlff_options`). Backends override this; the default checks nothing."""
+
     @abc.abstractmethod
     def compute(
         self, numbers: Sequence[np.ndarray], positions: Sequence[np.ndarray], cells: Sequence[np.ndarray]
@@ -126,11 +131,17 @@ class MLFF(abc.ABC):
 
 # -------------------------------------------------------------------- registry
 _REGISTRY: dict[str, Callable[..., MLFF]] = {}
+#: the MLFF class behind each name ("module:Class"), for :func:`check_mlff_options`
+_CLASSES: dict[str, str] = {}
 
 
-def register_mlff(name: str, factory: Callable[..., MLFF]) -> None:
-    """Make a backend available to :func:`get_mlff` under ``name`` (lower case)."""
+def register_mlff(name: str, factory: Callable[..., MLFF], backend_class: str | None = None) -> None:
+    """Make a backend available to :func:`get_mlff` under ``name`` (lower case). ``backend_class``
+    (``"module:Class"``, an :class:`MLFF` subclass whose constructor takes the options) lets
+    :func:`check_mlff_options` check options before the backend is built; without it they are checked when it is."""
     _REGISTRY[name.lower()] = factory
+    if backend_class is not None:
+        _CLASSES[name.lower()] = backend_class
 
 
 def _chgnet(**opts: Any) -> MLFF:
@@ -163,12 +174,43 @@ def _lj(**opts: Any) -> MLFF:
     return LennardJonesMLFF(**opts)
 
 
-for _name, _factory in {"chgnet": _chgnet, "orb": _orb, "sevenn": _sevenn, "emt": _emt, "lj": _lj}.items():
-    register_mlff(_name, _factory)
+for _name, _factory, _class in (
+    ("chgnet", _chgnet, "dosmatgen.relax.mlff_chgnet:CHGNetMLFF"),
+    ("orb", _orb, "dosmatgen.relax.mlff_orb:OrbMLFF"),
+    ("sevenn", _sevenn, "dosmatgen.relax.mlff_sevenn:SevenNetMLFF"),
+    ("emt", _emt, "dosmatgen.relax.mlff_analytic:EMTMLFF"),
+    ("lj", _lj, "dosmatgen.relax.mlff_analytic:LennardJonesMLFF"),
+):
+    register_mlff(_name, _factory, _class)
 
 
 def available_mlffs() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def check_mlff_options(name: str, options: dict[str, Any] | None) -> None:
+    """Check backend options without building the backend (no weights are loaded): the name must be registered,
+    every key must be a keyword of the backend's constructor, and the backend's :meth:`MLFF.check_options` must
+    accept the values. Raises :class:`InvalidRecordError` naming the option."""
+    import inspect
+
+    from dosmatgen.dotted import resolve_callable
+
+    key = str(name).lower()
+    if key not in _REGISTRY:
+        raise InvalidRecordError(f"unknown MLFF {name!r}; choose one of {', '.join(available_mlffs())}")
+    if key not in _CLASSES:
+        return
+    cls = resolve_callable(_CLASSES[key])
+    options = dict(options or {})
+    params = inspect.signature(cls.__init__).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    unknown = sorted(k for k in options if k not in params or k == "self")
+    if unknown and not takes_any:
+        known = [k for k, p in params.items() if k != "self" and p.kind is not inspect.Parameter.VAR_POSITIONAL]
+        raise InvalidRecordError(f"MLFF {key!r} has no option {', '.join(map(repr, unknown))}; its options: "
+                                 f"{', '.join(known) or 'none'}")
+    cls.check_options(options)
 
 
 def get_mlff(name: str = DEFAULT_MLFF, **opts: Any) -> MLFF:

@@ -49,8 +49,7 @@ class CHGNetMLFF(MLFF):
         import chgnet
         from chgnet.model import CHGNet
 
-        if graph_code not in GRAPH_CODES:
-            raise InvalidRecordError(f"chgnet graph_code must be one of {', '.join(GRAPH_CODES)}, got {graph_code!r}")
+        self.check_options({"device": device, "max_atoms_per_call": max_atoms_per_call, "graph_code": graph_code})
         self.graph_code = graph_code
 
         if model is None:
@@ -65,6 +64,22 @@ class CHGNetMLFF(MLFF):
         n_elements = int(self.model.atom_embedding.embedding.num_embeddings)
         self.supported_elements = frozenset(range(1, n_elements + 1))
         self.graph_converter = self.model.graph_converter
+
+    @classmethod
+    def check_options(cls, options) -> None:
+        """``graph_code`` one of :data:`GRAPH_CODES`, ``max_atoms_per_call`` a positive integer, ``device`` a torch
+        device string."""
+        if "graph_code" in options and options["graph_code"] not in GRAPH_CODES:
+            raise InvalidRecordError(f"chgnet graph_code must be one of {', '.join(GRAPH_CODES)}, got {options['graph_code']!r}")
+        if "max_atoms_per_call" in options:
+            value = options["max_atoms_per_call"]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidRecordError(f"chgnet max_atoms_per_call must be a positive integer, got {value!r}")
+        if "device" in options:
+            try:
+                torch.device(options["device"])
+            except (RuntimeError, TypeError) as exc:
+                raise InvalidRecordError(f"chgnet device {options['device']!r} is not a torch device: {exc}") from None
 
     # ---------------------------------------------------------------- graphs
     def graph_from_arrays(self, numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray):

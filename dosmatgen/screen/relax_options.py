@@ -2,7 +2,7 @@
 cache.
 
 :func:`check_relax_options` imports ``relax.loader`` and checks ``relax.options`` against it (unknown keys, an
-unknown MLFF, an unknown optimizer), so a typo fails when the config is loaded, before anything is sampled.
+unknown MLFF or force-field option, an unknown optimizer), so a typo fails when the config is loaded, before anything is sampled.
 
 A relaxer loader with a ``references_cache`` parameter gets ``<run>/references/elemental.json`` unless the config
 names a cache, so the elemental references are relaxed once per run (by the first worker that needs them, under
@@ -32,7 +32,8 @@ def run_relaxer_options(loader: str, options: dict[str, Any] | None, store_root:
 
 def check_relax_options(loader: str, options: dict[str, Any] | None, *, file: str | None = None) -> None:
     """Raise :class:`InvalidRecordError` naming ``file`` and the key when ``relax.loader`` cannot be imported or
-    ``relax.options`` do not fit it: a keyword the loader does not take, an ``mlff`` that is not registered, an
+    ``relax.options`` do not fit it: a keyword the loader does not take, an ``mlff`` that is not registered,
+    ``mlff_options`` the force field does not take or accept (:func:`~dosmatgen.relax.mlff.check_mlff_options`), an
     ``optimizer`` the batched relaxer does not have."""
     try:
         fn = resolve_callable(loader)
@@ -49,6 +50,19 @@ def check_relax_options(loader: str, options: dict[str, Any] | None, *, file: st
         if str(options["mlff"]).lower() not in available_mlffs():
             raise InvalidRecordError(f"relax.options.mlff: unknown MLFF {options['mlff']!r}; choose one of "
                                      f"{', '.join(available_mlffs())}", file=file)
+    if "mlff_options" in options:
+        from dosmatgen.relax.mlff import check_mlff_options
+
+        mlff_options = options["mlff_options"]
+        if mlff_options is not None and not isinstance(mlff_options, dict):
+            raise InvalidRecordError(f"relax.options.mlff_options must be a mapping, got {mlff_options!r}", file=file)
+        default = inspect.signature(fn).parameters.get("mlff")
+        name = options.get("mlff", default.default if default is not None else None)
+        if isinstance(name, str):
+            try:
+                check_mlff_options(name, mlff_options)
+            except InvalidRecordError as exc:
+                raise InvalidRecordError(f"relax.options.mlff_options: {exc.problem}", file=file) from None
     if "optimizer" in options:
         from dosmatgen.relax.batched_fire import OPTIMIZERS
 
