@@ -20,6 +20,7 @@ writes its whole unit and marks it done last, so a crash anywhere leaves the uni
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,7 +174,7 @@ def relax_shard(store: RunStore, target_id: str, shard: int, relaxer: Relaxer,
     if not store.manifest.is_done("sample", target_id, shard):
         raise StoreError(f"cannot relax target {target_id!r} shard {shard}: it is not sampled yet")
     t = store.target(target_id)
-    t0 = time.perf_counter()
+    t0, started = time.perf_counter(), time.time()
     sampled = t.read_crystals("sample", shard)
     todo = [i for i, c in enumerate(sampled) if c is not None]
     outcomes: list[RelaxOutcome] = [RelaxOutcome(None, error="no sampled structure") for _ in sampled]
@@ -203,7 +204,8 @@ def relax_shard(store: RunStore, target_id: str, shard: int, relaxer: Relaxer,
     for i, o in enumerate(outcomes):
         if o.error is not None and sampled[i] is not None:
             kinds[o.failure or "unknown"] = kinds.get(o.failure or "unknown", 0) + 1
-    t.mark_done("relax", shard, seconds=time.perf_counter() - t0, failure_kinds=kinds, **counts)
+    t.mark_done("relax", shard, seconds=time.perf_counter() - t0, started=started, pid=os.getpid(), failure_kinds=kinds,
+                **counts)
     return counts
 
 
