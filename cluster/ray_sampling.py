@@ -7,7 +7,11 @@ number of actors; on GPUs nondeterministic kernels can change the last bits.
 
 Fault tolerance: when an actor dies, its in-flight shard is put back on the queue and a replacement actor is
 started; since a shard is marked complete only after all its rows are written, the run still ends with exactly
-N candidates and no duplicates. Every ``ray.wait``/``ray.get`` has a timeout (an actor asking for a GPU that
+N candidates and no duplicates. The run store, not the actor's reply, says whether a shard is complete: an actor
+can die (or its task fail) after its shard is marked done but before the driver has the reply, and a requeued
+attempt of a shard that is already done writes nothing and returns 0; in both cases the driver reads the
+shard's count back from the manifest, so each shard is counted exactly once and never retried or given up
+once it is done. Every ``ray.wait``/``ray.get`` has a timeout (an actor asking for a GPU that
 does not exist would otherwise wait forever).
 
 Progress counters are exported with ``ray.util.metrics`` (:mod:`dosmatgen_cluster.progress_metrics`:
@@ -165,7 +169,10 @@ def run_sampling(
         actors = make_actors(loader, options, num_actors, use_gpu, threads_per_actor)
     spawned = len(actors)
     root = str(store_root)
-    retries = ShardRetries(RunStore.open(root, mode="r+"), "sample", max_shard_attempts)
+    store = RunStore.open(root, mode="r+")
+    retries = ShardRetries(store, "sample", max_shard_attempts)
+    # shards already done before this run: they add no candidates to its report
+    done_before = {tid: store.manifest.done_units("sample", tid) for tid in {u[0] for u in queue}}
     # an actor gets work only once its constructor has finished: one that cannot be placed (its node is gone,
     # or it asks for a GPU nobody has) must not hold a shard while others could run it
     idle: list[Any] = []
@@ -176,6 +183,19 @@ def run_sampling(
     written = 0
     bar = tqdm(total=total, desc="sample", unit="shard", disable=not progress)
     counters = ProgressCounters()
+
+    def committed(unit: tuple[str, int]) -> int | None:
+        """Candidates that this run wrote for ``unit``, read from the run store; None while it is not done.
+
+        The manifest is the record of a completed shard: an attempt whose reply was lost (its actor died, or the
+        task failed, after ``mark_done``) has still done the shard, and a later attempt then finds it done and
+        returns 0."""
+        tid, shard = unit
+        if str(shard) in done_before.get(tid, ()):
+            return 0
+        if not store.manifest.is_done("sample", tid, shard):
+            return None
+        return int(store.manifest.done_info("sample", tid, shard).get("n", 0))
 
     def replace(dead: Any, cause: BaseException) -> None:
         nonlocal restarts, spawned
@@ -217,6 +237,13 @@ def run_sampling(
                 try:
                     _, _, n = ray.get(ref, timeout=timeout_s)
                 except (ray.exceptions.RayActorError, ray.exceptions.ActorDiedError) as exc:
+                    done_n = committed(unit)
+                    if done_n is not None:  # died after its shard was complete: the shard is done, not failed
+                        log.warning("sampling actor died after completing %s (%s)", unit, short_reason(exc))
+                        written += done_n
+                        bar.update(1)
+                        replace(actor, exc)
+                        continue
                     counters.inc(SAMPLE_SHARDS_FAILED, 1, target=unit[0])
                     log.warning("sampling actor died on %s (%s)", unit, exc)
                     if retries.failed(unit, f"sampling actor died: {short_reason(exc)}"):
@@ -226,6 +253,13 @@ def run_sampling(
                     replace(actor, exc)
                     continue
                 except ray.exceptions.RayTaskError as exc:  # the shard raised; the actor is alive
+                    done_n = committed(unit)
+                    if done_n is not None:  # raised after its shard was complete: the shard is done
+                        log.warning("sampling task raised after completing %s (%s)", unit, short_reason(exc))
+                        written += done_n
+                        bar.update(1)
+                        idle.append(actor)
+                        continue
                     counters.inc(SAMPLE_SHARDS_FAILED, 1, target=unit[0])
                     if retries.failed(unit, short_reason(exc)):
                         queue.append(unit)  # behind the other shards: a transient error gets time to pass
@@ -233,6 +267,8 @@ def run_sampling(
                         bar.update(1)
                     idle.append(actor)
                     continue
+                if not n:  # found done: an earlier attempt of this run whose reply was lost may have written it
+                    n = committed(unit) or 0
                 written += n
                 bar.update(1)
                 idle.append(actor)

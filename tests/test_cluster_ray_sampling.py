@@ -187,7 +187,9 @@ def test_slow_replacement_actor_does_not_hold_the_requeued_shard(tmp_path):
     done_dir = tmp_path / "run" / "manifest" / "sample" / "t0"
 
     def killer():
-        deadline = time.time() + 60
+        # waits for the first shard to be done; generous, as actors start slowly on a loaded 2-core machine (the gate
+        # must not open while the first actors are still starting, or they too wait constructor_sleep_s)
+        deadline = time.time() + 180
         while time.time() < deadline and len(list(done_dir.glob("*.json"))) < 1:
             time.sleep(0.05)
         gate.write_text("replacements start slowly")
@@ -199,7 +201,49 @@ def test_slow_replacement_actor_does_not_hold_the_requeued_shard(tmp_path):
     rep = ray_sampling.run_sampling(store.root, _units(store), "fault_helpers:load_gated_sampler",
                                     {"gate_file": str(gate), "constructor_sleep_s": 300, "delay_s": 0.5},
                                     num_actors=2, use_gpu=False, timeout_s=120, progress=False)
-    th.join(60)
+    th.join(200)
     elapsed = time.time() - t0
     assert rep.actor_restarts == 1 and rep.candidates == 24 and store.target("t0").pending("sample") == []
     assert elapsed < 200, f"the run waited for the slow replacement actor ({elapsed:.0f} s)"
+
+
+def load_sampler_dying_after_commit(marker: str, die_on_shard: int, delay_s: float = 0.0, device: str = "cpu"):
+    """Loader (runs in the actor process): the actor that completes shard ``die_on_shard`` -- rows written and
+    marked done -- kills itself before its reply reaches the driver, once (``marker`` says it happened). This is
+    the window that ``ray.kill`` lands in when an actor is killed just as it finishes a shard."""
+    import signal
+
+    from dosmatgen.screen import stages
+
+    inner = stages.sample_shard
+    if not getattr(inner, "_dies_after_commit", False):
+
+        def sample_shard(store, target_id, shard, sampler):
+            n = inner(store, target_id, shard, sampler)
+            if int(shard) == int(die_on_shard) and n and not os.path.exists(marker):
+                with open(marker, "w") as f:
+                    f.write(str(os.getpid()))
+                os.kill(os.getpid(), signal.SIGKILL)
+            return n
+
+        sample_shard._dies_after_commit = True
+        stages.sample_shard = sample_shard
+    from fault_helpers import load_flaky_sampler
+
+    return load_flaky_sampler({}, os.path.dirname(marker), delay_s)
+
+
+@pytest.mark.parametrize("max_shard_attempts", [1, 3])
+def test_actor_dying_after_its_shard_is_committed_still_counts_the_shard(tmp_path, max_shard_attempts):
+    """An actor that dies after its shard is written and marked done, but before the driver has its reply: the
+    shard is complete, so it is counted once (not re-sampled into a 0, not given up, no failure record left)."""
+    store = small_store(tmp_path / "run", n=24, shard_size=4)
+    marker = tmp_path / "died"
+    rep = ray_sampling.run_sampling(store.root, _units(store), "test_cluster_ray_sampling:load_sampler_dying_after_commit",
+                                    {"marker": str(marker), "die_on_shard": 1, "delay_s": 0.1},
+                                    num_actors=2, use_gpu=False, timeout_s=120, max_shard_attempts=max_shard_attempts,
+                                    progress=False)
+    assert marker.exists() and rep.actor_restarts == 1
+    assert store.target("t0").pending("sample") == []
+    assert (rep.candidates, rep.given_up) == (24, [])
+    assert store.manifest.failures("sample", "t0") == []

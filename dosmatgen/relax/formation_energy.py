@@ -49,13 +49,18 @@ def formation_energy_per_atom(crystal: Crystal, total_energy: float, references:
 
 
 def elements_without_reference(elements: Iterable[int], references: ElementalReferences) -> list[int]:
-    """The atomic numbers among ``elements`` that get no elemental reference: outside the reference set (Z > 100)
-    or not supported by the references' MLFF."""
+    """The atomic numbers among ``elements`` that get no elemental reference: outside the reference set (Z > 100),
+    not supported by the references' MLFF, or already found to have no reference structure that relaxes
+    (:attr:`ElementalReferences.failed`)."""
     from dosmatgen.relax.references import reference_candidates
 
     missing = []
+    failed = references.failed
     for z in sorted({int(x) for x in elements}):
         if z in references.known:
+            continue
+        if z in failed:
+            missing.append(z)
             continue
         try:
             reference_candidates(z)
@@ -77,6 +82,7 @@ def formation_energies(results: Sequence[RelaxResult], references: ElementalRefe
     wanted = {int(z) for r in results if r.ok or np.isfinite(r.energy_initial) for z in r.initial.atomic_numbers}
     unavailable = set(elements_without_reference(wanted, references))
     references.ensure(wanted - unavailable)
+    unavailable |= set(references.failed)  # found by this ensure: every reference structure failed to relax
     mu = references.known
     out = []
     for r in results:

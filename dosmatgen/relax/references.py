@@ -27,6 +27,12 @@ Each element is relaxed once (batched, all candidates of all missing elements in
 a JSON cache keyed by the MLFF's ``cache_key`` (name@version), so a different model never reuses another
 model's references. Only the elements asked for are computed (lazily).
 
+A shipped table (``dosmatgen/resources/references/<name>@<version>.json``, built by ``tools/build_reference_table.py``
+with this code) is consulted before computing: an element found there for the same force field, fmax and max_steps
+is copied into the cache instead of being relaxed again. An element none of whose structures relaxes is recorded
+in the cache's ``failed`` map with the reason: structures holding it get NaN formation energies, the others keep
+theirs.
+
 Many processes may share one cache file (a screen's Dask workers all use ``<run>/references/elemental.json``):
 computing missing elements happens under an exclusive lock on ``<cache>.lock`` (``fcntl.flock``), and the cache
 is re-read once the lock is held, so each element is relaxed by exactly one process and the others read it.
@@ -64,6 +70,17 @@ MOLECULE_BOX = 12.0
 #: Elements relaxed in several simple prototypes, keeping the lowest (their ground state is complex).
 PROTOTYPE_SEARCH_ELEMENTS = ("He", "B", "P", "S", "Mn", "Ga", "Se", "Te", "Pm")
 PROTOTYPES = ("fcc", "bcc", "hcp", "sc", "diamond")
+
+
+def shipped_table_path(cache_key: str) -> Path:
+    """Where dosmatgen ships the reference table of the force field with ``cache_key`` (it may not exist)."""
+    from importlib import resources
+
+    return Path(str(resources.files("dosmatgen") / "resources" / "references")) / f"{_safe_name(cache_key)}.json"
+
+
+def _safe_name(cache_key: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_.@" else "_" for ch in cache_key)
 
 
 def default_cache_dir() -> Path:
@@ -164,15 +181,33 @@ class ElementalReferences:
 
     ``energy_per_atom(z)`` returns eV/atom, computing (and caching) any element not yet known.
     ``cache_path`` defaults to ``<default_cache_dir()>/<name>@<version>.json`` (unsafe characters replaced).
+
+    ``shipped`` (default True): an element missing from the cache is first looked up in the table that ships with
+    dosmatgen for this force field (:func:`shipped_table_path`, made by ``tools/build_reference_table.py`` with this
+    same code), used only when its force-field key, ``fmax`` and ``max_steps`` are this object's; the entry is copied
+    into the cache with ``"source": "shipped table"``. Otherwise, or for an element the table lacks, it is computed.
     """
 
-    def __init__(self, mlff: MLFF, cache_path: str | os.PathLike | None = None, fmax: float = 0.02, max_steps: int = 800) -> None:
+    def __init__(self, mlff: MLFF, cache_path: str | os.PathLike | None = None, fmax: float = 0.02, max_steps: int = 800,
+                 shipped: bool = True) -> None:
         self.mlff = mlff
-        safe = "".join(ch if ch.isalnum() or ch in "-_.@" else "_" for ch in mlff.cache_key)
-        self.cache_path = Path(cache_path) if cache_path is not None else default_cache_dir() / f"{safe}.json"
+        self.cache_path = Path(cache_path) if cache_path is not None else default_cache_dir() / f"{_safe_name(mlff.cache_key)}.json"
         self.fmax = fmax
         self.max_steps = max_steps
+        self.shipped = shipped
+        self._failed: dict[str, str] = {}  # symbol -> why no reference structure of it relaxed
         self._entries: dict[str, dict] = self._load()
+
+    def _shipped_entries(self) -> dict[str, dict]:
+        """The shipped table's entries for this force field and these settings ({} when there is none)."""
+        path = shipped_table_path(self.mlff.cache_key)
+        if not (self.shipped and path.is_file()):
+            return {}
+        data = json.loads(path.read_text())
+        if (data.get("mlff"), data.get("fmax"), data.get("max_steps")) != (self.mlff.cache_key, self.fmax, self.max_steps):
+            return {}
+        return {"elements": {sym: {**entry, "source": "shipped table"} for sym, entry in data.get("elements", {}).items()},
+                "failed": dict(data.get("failed", {}))}
 
     def _load(self) -> dict[str, dict]:
         if not self.cache_path.is_file():
@@ -185,10 +220,12 @@ class ElementalReferences:
         if data.get("mlff") != self.mlff.cache_key:
             log.warning("reference cache %s belongs to %s, not %s; recomputing", self.cache_path, data.get("mlff"), self.mlff.cache_key)
             return {}
+        self._failed.update(data.get("failed", {}))
         return dict(data.get("elements", {}))
 
     def _save(self) -> None:
-        payload = {"mlff": self.mlff.cache_key, "fmax": self.fmax, "elements": dict(sorted(self._entries.items(), key=lambda kv: kv[1]["z"]))}
+        payload = {"mlff": self.mlff.cache_key, "fmax": self.fmax, "elements": dict(sorted(self._entries.items(), key=lambda kv: kv[1]["z"])),
+                   "failed": dict(sorted(self._failed.items()))}
         self.cache_path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(self.cache_path) as fh:
             fh.write(json.dumps(payload, indent=1))
@@ -210,16 +247,37 @@ class ElementalReferences:
     def known(self) -> dict[int, float]:
         return {int(v["z"]): float(v["energy_per_atom"]) for v in self._entries.values()}
 
+    @property
+    def failed(self) -> dict[int, str]:
+        """Elements with no reference because every one of their reference structures failed to relax: Z -> why.
+        Structures holding them get no formation energy (the others do)."""
+        from dosmatgen.elements import atomic_number
+
+        return {atomic_number(sym): why for sym, why in self._failed.items()}
+
     def ensure(self, elements: Iterable[int]) -> None:
-        """Compute and cache every element of ``elements`` that is not cached yet (one batched relaxation)."""
+        """Compute and cache every element of ``elements`` that is not cached yet (one batched relaxation). An element
+        whose reference structures all fail is recorded in :attr:`failed` (and cached as such), not raised."""
         wanted = {int(z) for z in elements}
-        if not wanted - set(self.known):
+        if not wanted - set(self.known) - set(self.failed):
             return
         with self._exclusive():
             self._entries.update(self._load())  # another process may have computed them while we waited
-            missing = sorted(wanted - set(self.known))
+            missing = sorted(wanted - set(self.known) - set(self.failed))
+            if not missing:
+                return
+            table = self._shipped_entries()
+            found = [z for z in missing if symbol(z) in table.get("elements", {}) or symbol(z) in table.get("failed", {})]
+            for z in found:
+                if symbol(z) in table["elements"]:
+                    self._entries[symbol(z)] = table["elements"][symbol(z)]
+                else:
+                    self._failed[symbol(z)] = table["failed"][symbol(z)]
+            missing = [z for z in missing if z not in found]
             if missing:
-                self._compute(missing)
+                self._compute(missing)  # saves the cache, the shipped entries with it
+            else:
+                self._save()
 
     def _compute(self, missing: list[int]) -> None:
         from dosmatgen.relax.batched_fire import BatchedRelaxer, RelaxSettings
@@ -250,7 +308,10 @@ class ElementalReferences:
                 if best is None or e_atom < best[0]:
                     best = (e_atom, cand, row)
             if best is None:
-                raise InvalidRecordError(f"{self.mlff.name}: every reference structure of {symbol(z)} failed to relax")
+                reasons = sorted({str(rows[id(c)].get("reason") or "non-finite energy") for c in candidates if c.z == z})
+                self._failed[symbol(z)] = f"{self.mlff.name}: every reference structure failed to relax ({'; '.join(reasons)})"
+                log.warning("no elemental reference for %s: %s", symbol(z), self._failed[symbol(z)])
+                continue
             e_atom, cand, row = best
             relaxed: Crystal | None = row["crystal"]
             self._entries[symbol(z)] = {
@@ -270,6 +331,8 @@ class ElementalReferences:
     def energy_per_atom(self, z: int) -> float:
         """Reference energy of element ``z`` in eV/atom (computed and cached on first use)."""
         self.ensure([z])
+        if int(z) in self.failed:
+            raise InvalidRecordError(f"no elemental reference for {symbol(z)}: {self.failed[int(z)]}")
         return self.known[int(z)]
 
     def entry(self, z: int) -> dict:

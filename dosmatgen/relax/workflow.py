@@ -86,14 +86,16 @@ class StabilityWorkflow:
 
         usable = [r for r in results if r.ok]
         note = ""
-        no_reference = elements_without_reference({int(z) for r in usable for z in r.initial.atomic_numbers}, self.references)
-        if no_reference:
-            note = ("no formation energy for structures with " + ", ".join(symbol(z) for z in no_reference)
-                    + " (no elemental reference)")
         try:
             values = formation_energies(usable, self.references)
-        except InvalidRecordError as exc:  # e.g. every reference structure of an element failed to relax
+        except InvalidRecordError as exc:  # the reference set cannot be built at all
             note = str(exc)
             values = [(math.nan, math.nan)] * len(usable)
+        else:  # after formation_energies: it finds the elements whose reference structures all fail to relax
+            no_reference = elements_without_reference({int(z) for r in usable for z in r.initial.atomic_numbers}, self.references)
+            if no_reference:
+                failed = self.references.failed
+                note = ("no formation energy for structures with " + ", ".join(symbol(z) for z in no_reference)
+                        + " (no elemental reference" + "".join(f"; {symbol(z)}: {failed[z]}" for z in no_reference if z in failed) + ")")
         by_index = {r.index: v for r, v in zip(usable, values)}
         return [by_index.get(r.index, (math.nan, math.nan)) for r in results], note
