@@ -67,6 +67,66 @@ def relax_unit(store_root: str, target_id: str, shard: int, loader: str, options
     return {"target": target_id, "shard": shard, "pid": os.getpid(), **counts}
 
 
+def warm_relaxer(loader: str, options: dict[str, Any], reuse_freed_memory: bool = True) -> int:
+    """Dask task: build this worker's relaxer now (imports, force-field weights, elemental references cache handle),
+    exactly as :func:`relax_unit` would, so that the worker's first shard does not pay for it. Returns the pid."""
+    import os
+
+    from dosmatgen_cluster.worker_malloc import keep_freed_memory_for_reuse
+
+    if reuse_freed_memory:
+        keep_freed_memory_for_reuse()
+    _relaxer(loader, options)
+    return os.getpid()
+
+
+class WarmCluster:
+    """A :func:`dask_client` started in a background thread, with the relaxer built on every worker that has joined
+    (one :func:`warm_relaxer` task pinned to each), held open until :meth:`close`.
+
+    The client is entered and exited in that thread (Dask's client context cannot be left from another one); other
+    threads use it through :meth:`client`, which waits for the start and raises what the start raised (the error the
+    relax stage itself would meet: a force field that cannot load, a cluster that cannot start)."""
+
+    def __init__(self, options: dict[str, Any], store_root: str | Path, loader: str, relaxer_options: dict[str, Any] | None,
+                 reuse_freed_memory: bool = True) -> None:
+        import concurrent.futures
+        import threading
+
+        self._ready: concurrent.futures.Future = concurrent.futures.Future()
+        self._release = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dask-prestart", daemon=True,
+                                        args=(options, store_root, loader, relaxer_options, reuse_freed_memory))
+        self._thread.start()
+
+    def _run(self, options, store_root, loader, relaxer_options, reuse_freed_memory) -> None:
+        try:
+            with dask_client(options) as client:
+                opts = run_relaxer_options(loader, relaxer_options, store_root)
+                workers = list(client.scheduler_info(n_workers=-1).get("workers", {}))
+                futures = [client.submit(warm_relaxer, loader, opts, reuse_freed_memory, workers=[w],
+                                         allow_other_workers=False, pure=False, key=f"warm-relaxer-{k}-{time.time_ns()}")
+                           for k, w in enumerate(workers)]
+                pids = client.gather(futures)
+                log.info("relax workers started and warmed ahead of the relax stage: pids %s", pids)
+                self._ready.set_result(client)
+                self._release.wait()
+        except BaseException as exc:  # noqa: BLE001 - handed to the thread that asks for the client
+            if not self._ready.done():
+                self._ready.set_exception(exc)
+            else:
+                log.warning("error while shutting down the relax cluster: %s", exc)
+
+    def client(self, timeout: float | None = None) -> Any:
+        """The started client (waits for the start; raises what it raised)."""
+        return self._ready.result(timeout)
+
+    def close(self) -> None:
+        """Shut the cluster down (after its start has finished)."""
+        self._release.set()
+        self._thread.join()
+
+
 @dataclass
 class RelaxReport:
     shards: int
@@ -196,7 +256,7 @@ def dask_client(options: dict[str, Any]) -> Iterator[Any]:
     elif kind == "slurm_cluster":
         from dask_jobqueue import SLURMCluster
 
-        ours = ("cluster", "jobs", "log_level", "min_workers", "wait_timeout_s", "tls_dir", "insecure")
+        ours = ("cluster", "jobs", "log_level", "min_workers", "wait_timeout_s", "tls_dir", "insecure", "prestart")
         kwargs = {k: v for k, v in options.items() if k not in ours}
         sec = _shared_security(options, kind)
         if sec is not None:

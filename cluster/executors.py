@@ -6,11 +6,13 @@ library by name (``backend:`` in the screen config; :data:`dosmatgen.plugins.PRO
 * ``submitit`` (:class:`SubmititExecutor`): the DFT stage as a submitit job array (:mod:`dosmatgen_cluster.submitit_dft`).
 
 Building an executor imports its framework (so a missing one fails at ``dosmatgen screen --check``) and starts
-nothing; the cluster is joined or started when the stage runs.
+nothing; the cluster is joined or started when the stage runs, or, for Dask, earlier by :meth:`DaskExecutor.prepare`
+(the driver calls it when the run starts, so the relax workers start while sampling runs).
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Mapping, Sequence
 
 from dosmatgen.errors import InvalidRecordError
@@ -76,7 +78,9 @@ class RayExecutor(_OneStage):
 
 class DaskExecutor(_OneStage):
     """Options (``relax.dask``): see :func:`dosmatgen_cluster.dask_relax.dask_client`, plus ``timeout_s``,
-    ``max_shard_attempts`` and ``reuse_freed_memory`` (default true: :mod:`dosmatgen_cluster.worker_malloc`)."""
+    ``max_shard_attempts``, ``reuse_freed_memory`` (default true: :mod:`dosmatgen_cluster.worker_malloc`) and
+    ``prestart`` (default true: :meth:`prepare` starts the cluster and builds the workers' relaxers while the stages
+    before relax run)."""
 
     backend, stage = "dask", "relax"
 
@@ -84,18 +88,50 @@ class DaskExecutor(_OneStage):
         super().__init__(options)
         import distributed  # noqa: F401  (fail here, at --check, when Dask is missing)
 
-        reuse = self.options.get("reuse_freed_memory", True)
-        if not isinstance(reuse, bool):
-            raise InvalidRecordError(f"relax.dask.reuse_freed_memory: must be true or false, got {reuse!r}")
+        for key in ("reuse_freed_memory", "prestart"):
+            value = self.options.get(key, True)
+            if not isinstance(value, bool):
+                raise InvalidRecordError(f"relax.dask.{key}: must be true or false, got {value!r}")
+        self._warm: Any = None  # a WarmCluster after prepare()
 
-    def _map(self, store: RunStore, work: ShardWork, units: list[Unit], progress: bool) -> dict[str, Any]:
-        from dosmatgen_cluster.dask_relax import dask_client, run_relax
-
+    def _split(self) -> tuple[dict[str, Any], float, int, bool]:
+        """(the cluster options of dask_client, timeout_s, max_shard_attempts, reuse_freed_memory)."""
         opts = dict(self.options)
         timeout = float(opts.pop("timeout_s", 3600))
         attempts = int(opts.pop("max_shard_attempts", 3))
         reuse = opts.pop("reuse_freed_memory", True)
-        with dask_client(opts) as client:
+        opts.pop("prestart", None)
+        return opts, timeout, attempts, reuse
+
+    def prepare(self, store: RunStore, work: ShardWork) -> None:
+        """Start the cluster and build the relaxer on each worker in a background thread
+        (:class:`dosmatgen_cluster.dask_relax.WarmCluster`), so that this start-up (worker processes, torch and
+        force-field imports, weights) overlaps the stages before relax. The relax stage then uses that cluster; an
+        error in starting it is raised by the relax stage. ``prestart: false``: nothing here, the cluster starts with
+        the relax stage. Call :meth:`close` if the relax stage may not run."""
+        if not self.options.get("prestart", True) or self._warm is not None:
+            return
+        from dosmatgen_cluster.dask_relax import WarmCluster
+
+        opts, _, _, reuse = self._split()
+        self._warm = WarmCluster(opts, store.root, work.loader, dict(work.options), reuse)
+
+    def close(self) -> None:
+        """Shut down a cluster that :meth:`prepare` started (after its start has finished)."""
+        warm, self._warm = self._warm, None
+        if warm is not None:
+            warm.close()
+
+    def _map(self, store: RunStore, work: ShardWork, units: list[Unit], progress: bool) -> dict[str, Any]:
+        from dosmatgen_cluster.dask_relax import dask_client, run_relax
+
+        opts, timeout, attempts, reuse = self._split()
+        with contextlib.ExitStack() as stack:
+            if self._warm is not None:
+                stack.callback(self.close)
+                client = self._warm.client()  # raises what starting the cluster raised
+            else:
+                client = stack.enter_context(dask_client(opts))
             rep = run_relax(client, store.root, units, work.loader, dict(work.options), work.filters,
                             timeout_s=timeout, max_shard_attempts=attempts, progress=progress, reuse_freed_memory=reuse)
         return {"shards": rep.shards, "relaxed": rep.relaxed, "passed": rep.passed, "failed": rep.failed, "seconds": rep.seconds,

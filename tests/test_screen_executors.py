@@ -120,3 +120,35 @@ def test_cluster_executors_refuse_the_stages_they_do_not_run():
     submitit_executor = plugins.lookup(plugins.SCREEN_EXECUTOR, "submitit")({})
     with pytest.raises(InvalidRecordError, match="backend 'submitit' cannot run the relax stage"):
         submitit_executor.map_shards(None, ShardWork("relax", "x:y"), [], progress=False)
+
+
+def test_driver_prestarts_the_relax_executor_only_for_a_stage_it_reaches(tmp_path, monkeypatch):
+    """run_screen calls prepare(store, work) on a later stage's executor that has one, when the run will reach that
+    stage and it has pending shards, and close() when the run ends."""
+    import dosmatgen.screen.driver as driver
+
+    calls = []
+
+    class Preparing(InlineExecutor):
+        def prepare(self, store, work):
+            calls.append(("prepare", work.stage, tuple(store.target("a").pending("sample"))))
+
+        def close(self):
+            calls.append(("close",))
+
+    real = driver.executors
+
+    def with_preparing_relax(cfg):
+        run_on = real(cfg)
+        run_on["relax"] = Preparing(run_on["relax"].options)
+        return run_on
+
+    monkeypatch.setattr(driver, "executors", with_preparing_relax)
+    cfg = write_config(tmp_path / "c.yaml", tmp_path / "run")
+    run_screen(cfg, progress=False, stop_after="sample")
+    assert calls == []  # the relax stage is not reached: nothing started
+    run_screen(cfg, resume=True, progress=False, stop_after="rank")
+    assert calls == [("prepare", "relax", ()), ("close",)]  # before relax, after the (done) sample stage; closed at the end
+    calls.clear()
+    run_screen(cfg, resume=True, progress=False, stop_after="rank")
+    assert calls == []  # nothing pending in relax

@@ -12,6 +12,7 @@ in the driver process (laptops, debugging, tiny runs); the others come from the 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -97,6 +98,19 @@ def record_scheduler_usage(store: RunStore) -> None:
         log.warning("no Slurm accounting for this run: %s", exc)
 
 
+def prestart(cfg: ScreenConfig, store: RunStore, run_on: dict[str, ScreenExecutor], stop_after: str | None,
+             started: contextlib.ExitStack) -> None:
+    """Let the executors of the later shard stages start ahead (an executor with a ``prepare(store, work)`` method,
+    e.g. Dask starting its workers and loading the force field while the sample stage runs), for the stages this run
+    will reach and that have pending shards; their ``close()`` goes on ``started``."""
+    reached = SHARD_STAGES if stop_after is None else SHARD_STAGES[: SHARD_STAGES.index(stop_after) + 1]
+    for name in reached[1:]:
+        executor = run_on[name]
+        if hasattr(executor, "prepare") and pending_shards(store, name):
+            started.callback(executor.close)
+            executor.prepare(store, shard_work(cfg, name, store))
+
+
 def run_screen(config: str | Path, *, resume: bool = False, overrides: dict[str, Any] | None = None,
                progress: bool = True, wait_dft: bool | None = None, stop_after: str | None = None,
                select: Selector = select_top_k) -> dict[str, Any]:
@@ -111,11 +125,13 @@ def run_screen(config: str | Path, *, resume: bool = False, overrides: dict[str,
     log.info("run store %s: targets %s", store.root, store.target_ids)
     stages: dict[str, Any] = {}
     run_on = executors(cfg)
-    for name in SHARD_STAGES:
-        stages[name] = run_shard_stage(cfg, store, name, run_on[name], progress, select)
-        log.info("%s: %s", name, stages[name])
-        if stop_after == name:
-            return {"stages": stages, "summary": None, "store": str(store.root)}
+    with contextlib.ExitStack() as started:
+        prestart(cfg, store, run_on, stop_after, started)
+        for name in SHARD_STAGES:
+            stages[name] = run_shard_stage(cfg, store, name, run_on[name], progress, select)
+            log.info("%s: %s", name, stages[name])
+            if stop_after == name:
+                return {"stages": stages, "summary": None, "store": str(store.root)}
     stages["dft"] = run_on["dft"].run_dft(store, DFTWork(cfg.dft.loader, dict(cfg.dft.options), cfg.dft_max_attempts),
                                           wait=wait_dft, progress=progress)
     record_scheduler_usage(store)

@@ -7,6 +7,10 @@ stage kind:
 * :meth:`ScreenExecutor.map_shards`: run the (target, shard) units of a sample, relax or rank stage;
 * :meth:`ScreenExecutor.run_dft`: run (or submit) the pending DFT slots.
 
+An executor may also have ``prepare(store, work)`` and ``close()``: the driver calls ``prepare`` when the run starts,
+for a later stage it will reach, so that the executor's start-up overlaps the stages before (Dask starts its workers
+and builds their relaxers while sampling runs), and ``close`` when the run ends.
+
 ``inline`` (:class:`InlineExecutor`, this module) runs in the driver process. ``ray``, ``dask`` and ``submitit``
 live in the orchestration package and are found by name through :mod:`dosmatgen.plugins` (the library never
 imports them). A factory takes the stage's backend options (``sample.ray``, ``relax.dask``, ...).
