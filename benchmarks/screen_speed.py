@@ -45,7 +45,7 @@ def top_scores(run_dir: Path) -> np.ndarray:
 
 #: the screen before issue 19's speed work, as overrides of today's config
 BEFORE = ["sample.options.sampling_steps=1000", "relax.options.optimizer=fire", "relax.dask.reuse_freed_memory=false",
-          "relax.options.mlff_options.graph_code=chgnet", "relax.dask.prestart=false"]
+          "relax.options.mlff_options.graph_code=chgnet"]
 
 
 def run_screen(config: Path, out: Path, label: str, overrides: list[str], with_dft: bool, top: int) -> dict:

@@ -79,8 +79,8 @@ class RayExecutor(_OneStage):
 class DaskExecutor(_OneStage):
     """Options (``relax.dask``): see :func:`dosmatgen_cluster.dask_relax.dask_client`, plus ``timeout_s``,
     ``max_shard_attempts``, ``reuse_freed_memory`` (default true: :mod:`dosmatgen_cluster.worker_malloc`) and
-    ``prestart`` (default true: :meth:`prepare` starts the cluster and builds the workers' relaxers while the stages
-    before relax run)."""
+    ``prestart`` (default false; true: :meth:`prepare` starts the cluster and builds the workers' relaxers while the
+    stages before relax run, for a cluster whose CPUs or GPUs are otherwise idle then, e.g. ``configs/screen/nersc.yaml``)."""
 
     backend, stage = "dask", "relax"
 
@@ -107,9 +107,9 @@ class DaskExecutor(_OneStage):
         """Start the cluster and build the relaxer on each worker in a background thread
         (:class:`dosmatgen_cluster.dask_relax.WarmCluster`), so that this start-up (worker processes, torch and
         force-field imports, weights) overlaps the stages before relax. The relax stage then uses that cluster; an
-        error in starting it is raised by the relax stage. ``prestart: false``: nothing here, the cluster starts with
-        the relax stage. Call :meth:`close` if the relax stage may not run."""
-        if not self.options.get("prestart", True) or self._warm is not None:
+        error in starting it is raised by the relax stage. Without ``prestart: true`` nothing happens here and the
+        cluster starts with the relax stage. Call :meth:`close` if the relax stage may not run."""
+        if not self.options.get("prestart", False) or self._warm is not None:
             return
         from dosmatgen_cluster.dask_relax import WarmCluster
 

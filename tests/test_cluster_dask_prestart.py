@@ -49,7 +49,7 @@ def test_workers_are_warm_before_the_stage_and_build_nothing_again(tmp_path):
     store, units = _sampled(tmp_path)
     built = tmp_path / "built"
     built.mkdir()
-    executor = DaskExecutor({"cluster": "local", "n_workers": 2, "threads_per_worker": 1})
+    executor = DaskExecutor({"cluster": "local", "n_workers": 2, "threads_per_worker": 1, "prestart": True})
     work = _work(built)
     executor.prepare(store, work)
     executor._warm.client(timeout=300)  # the cluster is up and both relaxers are built, no shard relaxed yet
@@ -66,7 +66,7 @@ def test_an_error_in_starting_is_raised_by_the_relax_stage(tmp_path):
     store, units = _sampled(tmp_path)
     built = tmp_path / "built"
     built.mkdir()
-    executor = DaskExecutor({"cluster": "local", "n_workers": 1, "threads_per_worker": 1})
+    executor = DaskExecutor({"cluster": "local", "n_workers": 1, "threads_per_worker": 1, "prestart": True})
     work = _work(built, fail=True)
     executor.prepare(store, work)
     with pytest.raises(RuntimeError, match="cannot load the force field"):
@@ -74,9 +74,19 @@ def test_an_error_in_starting_is_raised_by_the_relax_stage(tmp_path):
     assert executor._warm is None and store.target("t0").pending("relax") == [0, 1, 2, 3]
 
 
-def test_prestart_false_starts_nothing_ahead(tmp_path):
+@pytest.mark.parametrize("options", [{}, {"prestart": False}])
+def test_without_prestart_nothing_starts_ahead(tmp_path, options):
     store, _ = _sampled(tmp_path)
-    executor = DaskExecutor({"cluster": "local", "n_workers": 1, "prestart": False})
+    executor = DaskExecutor({"cluster": "local", "n_workers": 1, **options})
     executor.prepare(store, _work(tmp_path))
     assert executor._warm is None
     executor.close()  # nothing to close
+
+
+def test_the_nersc_config_prestarts():
+    from pathlib import Path
+
+    import yaml
+
+    raw = yaml.safe_load((Path(__file__).parents[1] / "configs" / "screen" / "nersc.yaml").read_text())
+    assert raw["relax"]["dask"]["prestart"] is True

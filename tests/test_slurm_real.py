@@ -43,11 +43,13 @@ def test_sbatch_screen_script_runs_ci_config(tmp_path):
     out = tmp_path / "screen.out"
     cmd = ["sbatch", "--wait", "--nodes=1", "--cpus-per-task=2", "--time=00:20:00", f"--output={out}",
            "slurm/screen.sh", "configs/screen/ci.yaml", "--set", f"run.dir={tmp_path / 'run'}",
-           "--set", "dft.loader=screen_helpers:load_test_engine", "--set", "dft.options={}"]
+           "--set", "dft.loader=screen_helpers:load_test_engine", "--set", "dft.options={}",
+           "--set", "relax.dask.prestart=true"]  # the relax cluster starts and warms while sampling runs, as on NERSC
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200, env=env)
     log = out.read_text() if out.exists() else ""
     assert proc.returncode == 0, proc.stderr + log[-3000:]
     assert "GPUs/node: 4" in log  # parsed from SLURM_TRES_PER_TASK
+    assert "relax workers started and warmed ahead of the relax stage" in log
     summary = json.loads((tmp_path / "run" / "summary" / "summary.json").read_text())
     c = summary["counts"]["au3ni-ni"]
     assert (c["sampled"], c["relaxed"], c["selected"], c["dft_done"]) == (8, 8, 1, 1)

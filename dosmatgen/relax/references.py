@@ -13,7 +13,7 @@ The reference set (what :func:`reference_candidates` builds for element Z):
   agreement with experiment this gives.
 * **Elements whose ground state is complex** (ASE has no buildable reference: He, B, P, S, Mn, Ga, Se,
   Te, Pm): the lowest relaxed energy among simple prototypes fcc, bcc, hcp, sc and diamond at a volume
-  from the covalent radius. These are upper bounds of the true elemental energy (typically by 0.0 to
+  from the covalent radius (for He and Rn also from the van der Waals radius). These are upper bounds of the true elemental energy (typically by 0.0 to
   0.3 eV/atom for B, P, S, Se, Te, Ga, Mn), so formation energies of their compounds come out too
   negative by that much; the cache records ``approximate: true`` for them.
 * **Heavy elements Z = 84..100** (in the model's vocabulary, which runs to Fm; the bundled data stop at Bi):
@@ -70,6 +70,8 @@ MOLECULE_BOX = 12.0
 #: Elements relaxed in several simple prototypes, keeping the lowest (their ground state is complex).
 PROTOTYPE_SEARCH_ELEMENTS = ("He", "B", "P", "S", "Mn", "Ga", "Se", "Te", "Pm")
 PROTOTYPES = ("fcc", "bcc", "hcp", "sc", "diamond")
+#: prototypes of these start from the van der Waals radius as well as the covalent one
+NOBLE_GASES = ("He", "Ne", "Ar", "Kr", "Xe", "Rn")
 
 
 def shipped_table_path(cache_key: str) -> Path:
@@ -108,11 +110,11 @@ def _molecule(sym: str, z: int) -> Crystal:
     return Crystal(np.array([z, z]), cart / MOLECULE_BOX, lattice)
 
 
-def _prototype(sym: str, z: int, kind: str) -> Crystal:
+def _prototype(sym: str, z: int, kind: str, radius: str = "covalent") -> Crystal:
     from ase.build import bulk
-    from ase.data import covalent_radii
+    from ase.data import covalent_radii, vdw_radii
 
-    r = float(covalent_radii[z])
+    r = float(vdw_radii[z] if radius == "vdw" else covalent_radii[z])
     d = 2 * r  # nearest-neighbour distance
     if kind == "fcc":
         atoms = bulk(sym, "fcc", a=d * np.sqrt(2))
@@ -127,6 +129,17 @@ def _prototype(sym: str, z: int, kind: str) -> Crystal:
     else:
         raise ValueError(kind)
     return Crystal.from_ase(atoms)
+
+
+def _prototypes(sym: str, z: int) -> list[ReferenceCandidate]:
+    """The prototype search of element ``z``: every prototype from the covalent radius and, for the noble gases (van
+    der Waals solids: He's covalent 0.28 A gives cells the prefilter rejects), from the van der Waals radius too."""
+    from ase.data import vdw_radii
+
+    out = [ReferenceCandidate(z, "prototype", p, _prototype(sym, z, p)) for p in PROTOTYPES]
+    if sym in NOBLE_GASES and np.isfinite(vdw_radii[z]):
+        out += [ReferenceCandidate(z, "prototype", f"{p} (vdW radius)", _prototype(sym, z, p, "vdw")) for p in PROTOTYPES]
+    return out
 
 
 def _simple_heavy_state(z: int) -> bool:
@@ -147,12 +160,12 @@ def reference_candidates(z: int) -> list[ReferenceCandidate]:
     if sym in DIATOMIC_BOND_LENGTHS:
         return [ReferenceCandidate(z, "molecule", f"{sym}2 in {MOLECULE_BOX:g} A box", _molecule(sym, z), relax_cell=False)]
     if sym in PROTOTYPE_SEARCH_ELEMENTS or (z > 83 and not _simple_heavy_state(z)):
-        return [ReferenceCandidate(z, "prototype", p, _prototype(sym, z, p)) for p in PROTOTYPES]
+        return _prototypes(sym, z)
     try:
         atoms = bulk(sym)
     except Exception as exc:  # noqa: BLE001 - fall back to the prototype search
         log.warning("ase.build.bulk(%s) failed (%s); using the prototype search", sym, exc)
-        return [ReferenceCandidate(z, "prototype", p, _prototype(sym, z, p)) for p in PROTOTYPES]
+        return _prototypes(sym, z)
     return [ReferenceCandidate(z, "solid", f"ASE reference state {sym}", Crystal.from_ase(atoms))]
 
 
