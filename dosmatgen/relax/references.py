@@ -13,9 +13,9 @@ The reference set (what :func:`reference_candidates` builds for element Z):
   agreement with experiment this gives.
 * **Elements whose ground state is complex** (ASE has no buildable reference: He, B, P, S, Mn, Ga, Se,
   Te, Pm): the lowest relaxed energy among simple prototypes fcc, bcc, hcp, sc and diamond at a volume
-  from the covalent radius (for He and Rn also from the van der Waals radius). These are upper bounds of the true elemental energy (typically by 0.0 to
-  0.3 eV/atom for B, P, S, Se, Te, Ga, Mn), so formation energies of their compounds come out too
-  negative by that much; the cache records ``approximate: true`` for them.
+  from the covalent radius (for He and Rn also from the van der Waals radius). These are upper bounds of the
+  true elemental energy (typically by 0.0 to 0.3 eV/atom for B, P, S, Se, Te, Ga, Mn), so formation energies of
+  their compounds come out too negative by that much; the cache records ``approximate: true`` for them.
 * **Heavy elements Z = 84..100** (in the model's vocabulary, which runs to Fm; the bundled data stop at Bi):
   ASE's reference state where it is a simple lattice (Po sc, Ac fcc, Th fcc), else the prototype search above
   (At, Rn, Fr, Ra, Pa, U, Np, Pu and the later actinides). The prototype energy is an upper bound where the true
