@@ -89,9 +89,8 @@ class DaskExecutor(_OneStage):
         import distributed  # noqa: F401  (fail here, at --check, when Dask is missing)
 
         for key in ("reuse_freed_memory", "prestart"):
-            value = self.options.get(key, True)
-            if not isinstance(value, bool):
-                raise InvalidRecordError(f"relax.dask.{key}: must be true or false, got {value!r}")
+            if key in self.options and not isinstance(self.options[key], bool):
+                raise InvalidRecordError(f"relax.dask.{key}: must be true or false, got {self.options[key]!r}")
         self._warm: Any = None  # a WarmCluster after prepare()
 
     def _split(self) -> tuple[dict[str, Any], float, int, bool]:

@@ -197,6 +197,18 @@ def run_sampling(
             return None
         return int(store.manifest.done_info("sample", tid, shard).get("n", 0))
 
+    def counted_as_done(unit: tuple[str, int], what: str, exc: BaseException) -> bool:
+        """True (and the shard counted once) when ``unit`` is complete in the run store although its attempt ended in
+        ``exc``: the actor died or the task raised after ``mark_done``."""
+        nonlocal written
+        done_n = committed(unit)
+        if done_n is None:
+            return False
+        log.warning("%s after completing %s (%s)", what, unit, short_reason(exc))
+        written += done_n
+        bar.update(1)
+        return True
+
     def replace(dead: Any, cause: BaseException) -> None:
         nonlocal restarts, spawned
         restarts += 1
@@ -237,11 +249,7 @@ def run_sampling(
                 try:
                     _, _, n = ray.get(ref, timeout=timeout_s)
                 except (ray.exceptions.RayActorError, ray.exceptions.ActorDiedError) as exc:
-                    done_n = committed(unit)
-                    if done_n is not None:  # died after its shard was complete: the shard is done, not failed
-                        log.warning("sampling actor died after completing %s (%s)", unit, short_reason(exc))
-                        written += done_n
-                        bar.update(1)
+                    if counted_as_done(unit, "sampling actor died", exc):  # the shard is done, not failed
                         replace(actor, exc)
                         continue
                     counters.inc(SAMPLE_SHARDS_FAILED, 1, target=unit[0])
@@ -253,11 +261,7 @@ def run_sampling(
                     replace(actor, exc)
                     continue
                 except ray.exceptions.RayTaskError as exc:  # the shard raised; the actor is alive
-                    done_n = committed(unit)
-                    if done_n is not None:  # raised after its shard was complete: the shard is done
-                        log.warning("sampling task raised after completing %s (%s)", unit, short_reason(exc))
-                        written += done_n
-                        bar.update(1)
+                    if counted_as_done(unit, "sampling task raised", exc):
                         idle.append(actor)
                         continue
                     counters.inc(SAMPLE_SHARDS_FAILED, 1, target=unit[0])

@@ -84,3 +84,18 @@ def test_another_force_field_version_never_uses_the_table(table, tmp_path):
     with pytest.raises(InvalidRecordError, match="no elemental reference for Ni"):
         ElementalReferences(other, cache_path=tmp_path / "refs.json").energy_per_atom(28)
     assert other.calls > 0
+
+
+def test_a_failure_in_the_table_is_taken_too(tmp_path, monkeypatch):
+    """An element the table records as failed is not relaxed again: the run records the failure and its reason."""
+    import dosmatgen.relax.references as references
+
+    table = {"mlff": "fake@1", "fmax": 0.02, "max_steps": 800, "elements": {}, "failed": {"Xe": "fake: no minimum"}}
+    path = tmp_path / "table.json"
+    path.write_text(json.dumps(table))
+    monkeypatch.setattr(references, "shipped_table_path", lambda key: path)
+    mlff = NoCallsMLFF("fake@1")
+    refs = ElementalReferences(mlff, cache_path=tmp_path / "refs.json")
+    with pytest.raises(InvalidRecordError, match="no elemental reference for Xe: fake: no minimum"):
+        refs.energy_per_atom(54)
+    assert mlff.calls == 0 and json.loads((tmp_path / "refs.json").read_text())["failed"] == {"Xe": "fake: no minimum"}

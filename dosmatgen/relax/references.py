@@ -211,16 +211,17 @@ class ElementalReferences:
         self._failed: dict[str, str] = {}  # symbol -> why no reference structure of it relaxed
         self._entries: dict[str, dict] = self._load()
 
-    def _shipped_entries(self) -> dict[str, dict]:
-        """The shipped table's entries for this force field and these settings ({} when there is none)."""
+    def _shipped_table(self) -> tuple[dict[str, dict], dict[str, str]]:
+        """The shipped table's (entries, failures) by symbol for this force field and these settings (empty when
+        there is none)."""
         path = shipped_table_path(self.mlff.cache_key)
         if not (self.shipped and path.is_file()):
-            return {}
+            return {}, {}
         data = json.loads(path.read_text())
         if (data.get("mlff"), data.get("fmax"), data.get("max_steps")) != (self.mlff.cache_key, self.fmax, self.max_steps):
-            return {}
-        return {"elements": {sym: {**entry, "source": "shipped table"} for sym, entry in data.get("elements", {}).items()},
-                "failed": dict(data.get("failed", {}))}
+            return {}, {}
+        entries = {sym: {**entry, "source": "shipped table"} for sym, entry in data.get("elements", {}).items()}
+        return entries, dict(data.get("failed", {}))
 
     def _load(self) -> dict[str, dict]:
         if not self.cache_path.is_file():
@@ -279,14 +280,13 @@ class ElementalReferences:
             missing = sorted(wanted - set(self.known) - set(self.failed))
             if not missing:
                 return
-            table = self._shipped_entries()
-            found = [z for z in missing if symbol(z) in table.get("elements", {}) or symbol(z) in table.get("failed", {})]
-            for z in found:
-                if symbol(z) in table["elements"]:
-                    self._entries[symbol(z)] = table["elements"][symbol(z)]
-                else:
-                    self._failed[symbol(z)] = table["failed"][symbol(z)]
-            missing = [z for z in missing if z not in found]
+            entries, failures = self._shipped_table()
+            for sym in map(symbol, missing):
+                if sym in entries:
+                    self._entries[sym] = entries[sym]
+                elif sym in failures:
+                    self._failed[sym] = failures[sym]
+            missing = [z for z in missing if symbol(z) not in self._entries and symbol(z) not in self._failed]
             if missing:
                 self._compute(missing)  # saves the cache, the shipped entries with it
             else:

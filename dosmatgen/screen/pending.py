@@ -22,7 +22,7 @@ def pending_shards(store: RunStore, stage: str) -> list[Unit]:
     from dosmatgen.screen.stages import given_up_shards
 
     out: list[tuple[int, int, Unit]] = []
-    for k, t in enumerate(store.targets()):
+    for t in store.targets():
         given_up = given_up_shards(store, t.id)
         requested = t.requested_num_atoms()
         for s in t.pending(stage):

@@ -2,7 +2,8 @@
 cache.
 
 :func:`check_relax_options` imports ``relax.loader`` and checks ``relax.options`` against it (unknown keys, an
-unknown MLFF or force-field option, an unknown optimizer), so a typo fails when the config is loaded, before anything is sampled.
+unknown MLFF or force-field option, an unknown optimizer), so a typo fails when the config is loaded, before
+anything is sampled.
 
 A relaxer loader with a ``references_cache`` parameter gets ``<run>/references/elemental.json`` unless the config
 names a cache, so the elemental references are relaxed once per run (by the first worker that needs them, under
