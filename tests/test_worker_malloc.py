@@ -73,3 +73,13 @@ def test_dask_executor_refuses_a_non_boolean_reuse_freed_memory():
     assert DaskExecutor({"reuse_freed_memory": False}).options["reuse_freed_memory"] is False
     with pytest.raises(InvalidRecordError, match="relax.dask.reuse_freed_memory: must be true or false, got 'no'"):
         DaskExecutor({"reuse_freed_memory": "no"})
+
+
+def test_dask_executor_refuses_a_non_boolean_prestart():
+    pytest.importorskip("distributed")
+    from dosmatgen.errors import InvalidRecordError
+    from dosmatgen_cluster.executors import DaskExecutor
+
+    assert DaskExecutor({"prestart": True}).options["prestart"] is True
+    with pytest.raises(InvalidRecordError, match="relax.dask.prestart: must be true or false, got 'yes'"):
+        DaskExecutor({"prestart": "yes"})
