@@ -21,6 +21,10 @@ Reports structures/s, the ratios, and the median |dE| per atom between batched a
 Mode ``chgnet-graph-batched`` is ``batched`` with CHGNet's own graph code instead of the numpy one
 (:mod:`dosmatgen.relax.chgnet_graph`): the before/after of that change in one run (final energies must be equal).
 
+Mode ``chgnet-forward-batched`` is ``batched`` with CHGNet's own forward (``forward_code="chgnet"``) instead of the
+factored one (:mod:`dosmatgen.relax.chgnet_factored`): the before/after of that change in one run (final energies
+equal to float32 rounding, so near-identical trajectories).
+
 Mode ``batched-bfgs`` is the batched relaxer with ASE's BFGS update instead of FIRE (``RelaxSettings(optimizer=
 "bfgs")``); the ASE modes always run FIRE, the reference of the target, so the |dE| of ``batched-bfgs`` against
 them measures how far BFGS's minima are from FIRE's (``n_lower_by_2_meV``: BFGS found a lower one).
@@ -136,6 +140,11 @@ def main() -> None:
             elif mode == "chgnet-graph-batched":
                 # the batched relaxer as before the numpy graph (same weights, CHGNet's own graph code)
                 relaxer = BatchedRelaxer(CHGNetMLFF(model=mlff.model, graph_code="chgnet"),
+                                         RelaxSettings(fmax=args.fmax, max_steps=args.max_steps, batch_size=args.batch_size))
+                res = relaxer.run(chunk)
+            elif mode == "chgnet-forward-batched":
+                # the batched relaxer as before the factored forward (same weights, CHGNet's own _compute)
+                relaxer = BatchedRelaxer(CHGNetMLFF(model=mlff.model, forward_code="chgnet"),
                                          RelaxSettings(fmax=args.fmax, max_steps=args.max_steps, batch_size=args.batch_size))
                 res = relaxer.run(chunk)
             elif mode == "ase-stock":

@@ -7,7 +7,8 @@ best 10 ranked candidates. A variant is a label and ``--set`` overrides of the c
 
 * ``before`` (default): the screen as it was before issue 19: 1000 sampling steps, FIRE, Dask's malloc settings
   in the relax workers (``relax.dask.reuse_freed_memory=false``), CHGNet's own graph code
-  (``relax.options.mlff_options.graph_code=chgnet``);
+  (``relax.options.mlff_options.graph_code=chgnet``) and CHGNet's own forward
+  (``relax.options.mlff_options.forward_code=chgnet``);
 * ``after`` (default): the config as it is (``configs/screen/local.yaml``: 100 steps, FIRE);
 * ``--variant LABEL KEY=VALUE ...`` adds one (repeatable; given variants replace the defaults).
 
@@ -45,7 +46,7 @@ def top_scores(run_dir: Path) -> np.ndarray:
 
 #: the screen before issue 19's speed work, as overrides of today's config
 BEFORE = ["sample.options.sampling_steps=1000", "relax.options.optimizer=fire", "relax.dask.reuse_freed_memory=false",
-          "relax.options.mlff_options.graph_code=chgnet"]
+          "relax.options.mlff_options.graph_code=chgnet", "relax.options.mlff_options.forward_code=chgnet"]
 
 
 def run_screen(config: Path, out: Path, label: str, overrides: list[str], with_dft: bool, top: int) -> dict:

@@ -103,6 +103,8 @@ def test_dft_given_up_after_max_attempts_is_reported(tmp_path):
         # the force field's own options too (mlff defaults to the loader's, chgnet)
         ({"relax": {"loader": MLFF_LOADER, "options": {"mlff_options": {"graph_code": "fast"}}}},
          "relax.options.mlff_options: chgnet graph_code must be one of numpy, chgnet, got 'fast'"),
+        ({"relax": {"loader": MLFF_LOADER, "options": {"mlff_options": {"forward_code": "compiled"}}}},
+         "relax.options.mlff_options: chgnet forward_code must be one of factored, chgnet, got 'compiled'"),
         ({"relax": {"loader": MLFF_LOADER, "options": {"mlff": "chgnet", "mlff_options": {"max_atoms_per_call": 0}}}},
          "relax.options.mlff_options: chgnet max_atoms_per_call must be a positive integer, got 0"),
         ({"relax": {"loader": MLFF_LOADER, "options": {"mlff": "chgnet", "mlff_options": {"device": "gpu:0"}}}},
@@ -142,7 +144,7 @@ def test_good_mlff_options_pass_the_check():
     """The check accepts what the backends accept (so it cannot simply reject every mlff_options)."""
     from dosmatgen.screen.relax_options import check_relax_options
 
-    check_relax_options(MLFF_LOADER, {"mlff": "chgnet", "mlff_options": {"graph_code": "chgnet", "device": "cpu",
+    check_relax_options(MLFF_LOADER, {"mlff": "chgnet", "mlff_options": {"graph_code": "chgnet", "forward_code": "chgnet", "device": "cpu",
                                                                          "max_atoms_per_call": 512}})
     check_relax_options(MLFF_LOADER, {"mlff": "lj", "mlff_options": {"epsilon": 0.1}})
     check_relax_options(MLFF_LOADER, {"mlff": "orb", "mlff_options": {"weights_path": "orb.ckpt", "precision": "float64"}})
