@@ -78,7 +78,70 @@ def test_equal_with_perturbed_weights(crystals):
     n = np.array([c.num_atoms for c in batch])
     a, b = factored.compute_crystals(batch), own.compute_crystals(batch)
     _assert_close(a, b, n)
-    assert np.abs(a.energy - base.compute_crystals(batch).energy).max() > 1e-3  # the perturbation mattered
+    assert np.abs(a.energy - get_mlff("chgnet").compute_crystals(batch).energy).max() > 1e-3  # the change mattered
+
+
+def test_weights_changed_after_construction_are_used(crystals):
+    """The factored blocks are read from the live weights, so an in-place change (fine-tuning, load_state_dict)
+    reaches the factored forward exactly as it reaches CHGNet's own."""
+    factored = get_mlff("chgnet")
+    own = get_mlff("chgnet", model=factored.model, forward_code="chgnet")
+    batch = crystals[10:14]
+    before = factored.compute_crystals(batch).energy
+    with torch.no_grad():
+        for layer in factored.model.angle_layers:  # first layers that the factored code splits
+            layer.twoBody_bond.mlp_core.layers[1].weight.mul_(1.5)
+        for layer in factored.model.atom_conv_layers:
+            layer.twoBody_atom.mlp_gate.layers[0].weight.mul_(1.5)
+    n = np.array([c.num_atoms for c in batch])
+    after = factored.compute_crystals(batch)
+    assert np.abs(after.energy - before).max() > 1e-3
+    _assert_close(after, own.compute_crystals(batch), n)
+
+
+def test_training_mode_is_refused(crystals):
+    factored = get_mlff("chgnet")
+    factored.model.train()
+    with pytest.raises(RuntimeError, match="call model.eval\\(\\) first"):
+        factored.compute_crystals(crystals[:2])
+    factored.model.eval()
+    assert np.all(np.isfinite(factored.compute_crystals(crystals[:2]).energy))
+
+
+#: CHGNet constructor options the pretrained model does not use, each on a small random model
+ARCHITECTURES = [
+    {}, {"gMLP_norm": None}, {"gMLP_norm": "batch"}, {"conv_norm": "layer"}, {"mlp_first": False},
+    {"mlp_first": False, "read_out": "attn"}, {"is_intensive": False}, {"update_bond": False}, {"update_angle": False},
+    {"n_conv": 1}, {"n_conv": 2}, {"atom_fea_dim": 16, "bond_fea_dim": 24, "angle_fea_dim": 8, "mlp_hidden_dims": (8,)},
+    {"atom_conv_hidden_dim": [32, 16], "bond_conv_hidden_dim": [8], "angle_layer_hidden_dim": 12},
+    {"mlp_out_bias": True}, {"mlp_first": False, "final_mlp": "gated", "mlp_hidden_dims": [16, 16]},
+    {"readout_norm": None},
+]
+
+
+@pytest.mark.parametrize("options", ARCHITECTURES, ids=[str(o) or "default" for o in ARCHITECTURES])
+def test_equal_for_other_architectures(options, crystals):
+    import contextlib
+    import io
+
+    from chgnet.model import CHGNet
+
+    torch.manual_seed(0)
+    with contextlib.redirect_stdout(io.StringIO()):
+        model = CHGNet(composition_model=None, **options)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))  # fresh models have zero biases and unit norms: make every term count
+    factored = get_mlff("chgnet", model=model)
+    own = get_mlff("chgnet", model=model, forward_code="chgnet")
+    batch = [crystals[0], crystals[12], crystals[40]]  # 0 to 1,200 angles
+    a, b = factored.compute_crystals(batch), own.compute_crystals(batch)
+    assert not a.errors and np.all(np.isfinite(a.energy))
+    scale = max(1.0, float(np.abs(b.energy).max()))
+    np.testing.assert_allclose(a.energy, b.energy, rtol=0, atol=1e-5 * scale)
+    for fa, fb in zip(a.forces, b.forces, strict=True):
+        np.testing.assert_allclose(fa, fb, rtol=0, atol=1e-4 * max(1.0, float(np.abs(fb).max())))
+    np.testing.assert_allclose(a.stress, b.stress, rtol=0, atol=1e-5 * max(1.0, float(np.abs(b.stress).max())))
 
 
 def test_relaxations_agree(backends, crystals):

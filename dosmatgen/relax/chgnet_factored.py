@@ -11,60 +11,52 @@ so this is the same as::
     h = (x1 @ W1.T)[i1] + (x2 @ W2.T)[i2] + ... + b
 
 where ``Wj`` is ``W``'s block of columns for part ``j``. The right side multiplies each atom's or bond's features
-once, instead of once per bond or angle that gathers it: the angle layers' first matrix product shrinks from
-256 to 64 input columns per angle (the angle features; the bond and atom parts are done per bond and per atom), the
-atom layers' from 192 to 64 per bond. The core and gate MLPs of a gated MLP share their input, so their first
-layers are one product with 128 output columns.
+once, instead of once per bond or angle that gathers it: per angle, the bond and angle layers' first matrix
+product shrinks from 256 input columns to 64 (the angle features; the bond and atom parts are multiplied per bond and
+per atom); the atom layers do no first-layer product per directed bond at all (64 input columns per undirected bond
+and 2 x 64 per atom instead of 192 per directed bond). The core and gate MLPs of a gated MLP share their input, so
+their first layers are one product with 2H output columns.
 
-Everything else is CHGNet's own modules, called as CHGNet calls them (embeddings, second layers, layer norms,
-activations, aggregation, readout). The result equals ``CHGNet._compute(g)["e"]`` up to float32 rounding of the
+The embeddings, second layers, layer norms, activations and readout are CHGNet's own modules, called as CHGNet calls
+them; the gated MLP's combination of core and gate and the sum aggregation are written out here, as CHGNet does them. The result equals ``CHGNet._compute(g)["e"]`` up to float32 rounding of the
 reordered sums (``tests/test_chgnet_factored.py`` compares energies, forces and stresses with CHGNet's own forward).
 This module only builds the energy; forces and stress come from autograd as before.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor, nn
 
 
-@dataclass(frozen=True)
 class FactoredGatedMLP:
     """A CHGNet ``GatedMLP`` whose fused first layer (core and gate, 2H outputs) is split by input part.
 
-    ``blocks[j]`` is ``(H2, d_j)``: the columns of part ``j`` of the concatenated input, transposed for ``x @``.
+    The blocks are views of the module's live weights, taken at each :meth:`fuse` (one small copy per layer and
+    call), so a model that is reloaded, fine-tuned or moved afterwards is never evaluated with stale weights.
     """
 
-    blocks: tuple[Tensor, ...]
-    bias: Tensor
-    core_rest: nn.Module
-    gate_rest: nn.Module
-    gmlp: nn.Module
-    hidden: int
+    def __init__(self, gmlp: nn.Module, part_dims: tuple[int, ...]) -> None:
+        self.core_first, self.core_rest = _first_linear(gmlp.mlp_core)
+        self.gate_first, self.gate_rest = _first_linear(gmlp.mlp_gate)
+        if self.core_first.in_features != sum(part_dims) or self.gate_first.in_features != sum(part_dims):
+            raise ValueError(f"gated MLP input {self.core_first.in_features} does not match the parts {part_dims}")
+        self.gmlp = gmlp
+        self.part_dims = part_dims
+        self.hidden = self.core_first.out_features
 
-    @classmethod
-    def from_gated_mlp(cls, gmlp: nn.Module, part_dims: tuple[int, ...]) -> "FactoredGatedMLP":
-        core_first, core_rest = _first_linear(gmlp.mlp_core)
-        gate_first, gate_rest = _first_linear(gmlp.mlp_gate)
-        if core_first.in_features != sum(part_dims) or gate_first.in_features != sum(part_dims):
-            raise ValueError(f"gated MLP input {core_first.in_features} does not match the parts {part_dims}")
-        weight = torch.cat([core_first.weight, gate_first.weight], dim=0).detach()
-        zeros = weight.new_zeros(core_first.out_features)
-        bias = torch.cat([
-            core_first.bias.detach() if core_first.bias is not None else zeros,
-            gate_first.bias.detach() if gate_first.bias is not None else weight.new_zeros(gate_first.out_features),
-        ])
+    def fuse(self) -> tuple[list[Tensor], Tensor]:
+        """``(blocks, bias)``: ``blocks[j]`` (d_j, 2H) multiplies part ``j`` of the concatenated input (``x @ block``);
+        ``bias`` (2H,) is the core's and the gate's bias (zero where a layer has none)."""
+        core, gate = self.core_first, self.gate_first
+        weight = torch.cat([core.weight, gate.weight], dim=0)
+        bias = torch.cat([b if b is not None else weight.new_zeros(n)
+                          for b, n in ((core.bias, core.out_features), (gate.bias, gate.out_features))])
         blocks, start = [], 0
-        for d in part_dims:
-            blocks.append(weight[:, start:start + d].t().contiguous())
+        for d in self.part_dims:
+            blocks.append(weight[:, start:start + d].t())
             start += d
-        return cls(tuple(blocks), bias, core_rest, gate_rest, gmlp, core_first.out_features)
-
-    def project(self, part: int, x: Tensor) -> Tensor:
-        """``x @ W_part.T``: part ``part``'s share of the fused first layer, per row of ``x`` (before any gather)."""
-        return x @ self.blocks[part]
+        return blocks, bias
 
     def finish(self, h: Tensor) -> Tensor:
         """The gated MLP from its fused first-layer output ``h`` (rows, 2H) on: CHGNet's ``GatedMLP.forward``."""
@@ -95,7 +87,8 @@ def _first_linear(mlp: nn.Module) -> tuple[nn.Linear, nn.Module]:
 class FactoredCHGNet:
     """Energy of a CHGNet ``BatchedGraph`` with the factored first layers; see the module docstring.
 
-    Built once per model (the split weights are copies; the model must not be trained afterwards).
+    Inference only: :meth:`compute` refuses a model in training mode (CHGNet's dropout draws separate masks for the
+    core and the gate, which cannot be factored). The weights are read from the model at every call.
     """
 
     def __init__(self, model: nn.Module) -> None:
@@ -103,20 +96,21 @@ class FactoredCHGNet:
         a = model.atom_embedding.embedding.embedding_dim
         b = model.bond_embedding.out_features
         c = model.angle_embedding.out_features
-        self.atom = [FactoredGatedMLP.from_gated_mlp(layer.twoBody_atom, (a, b, a)) for layer in model.atom_conv_layers]
-        self.bond = [None if layer is None else FactoredGatedMLP.from_gated_mlp(layer.twoBody_bond, (b, b, c, a))
+        self.atom = [FactoredGatedMLP(layer.twoBody_atom, (a, b, a)) for layer in model.atom_conv_layers]
+        self.bond = [None if layer is None else FactoredGatedMLP(layer.twoBody_bond, (b, b, c, a))
                      for layer in model.bond_conv_layers]
-        self.angle = [None if layer is None else FactoredGatedMLP.from_gated_mlp(layer.twoBody_bond, (b, b, c, a))
+        self.angle = [None if layer is None else FactoredGatedMLP(layer.twoBody_bond, (b, b, c, a))
                       for layer in model.angle_layers]
 
     # ----------------------------------------------------------------- layers
     def _atom_conv(self, k: int, atom_feas: Tensor, bond_feas: Tensor, bond_weights: Tensor, g) -> Tensor:
         layer, f = self.model.atom_conv_layers[k], self.atom[k]
+        blocks, bias = f.fuse()
         center, nbr = g.batched_atom_graph[:, 0], g.batched_atom_graph[:, 1]
         d2u = g.directed2undirected
-        h = _gather(f.project(0, atom_feas), center)
-        h += _gather(f.project(1, bond_feas) + f.bias, d2u)
-        h += _gather(f.project(2, atom_feas), nbr)
+        h = _gather(atom_feas @ blocks[0], center)
+        h += _gather(torch.addmm(bias, bond_feas, blocks[1]), d2u)
+        h += _gather(atom_feas @ blocks[2], nbr)
         messages = f.finish(h) * _gather(bond_weights, d2u)
         new = messages.new_zeros(atom_feas.shape[0], messages.shape[1]).index_add_(0, center, messages)
         if layer.use_mlp_out:
@@ -130,10 +124,11 @@ class FactoredCHGNet:
     @staticmethod
     def _angle_input(f: FactoredGatedMLP, atom_feas: Tensor, bond_feas: Tensor, angle_feas: Tensor, bg: Tensor) -> Tensor:
         """The fused first layer over [bond_i, bond_j, angle, center atom] per angle."""
-        h = torch.addmm(f.bias, angle_feas, f.blocks[2])
-        h += _gather(f.project(0, bond_feas), bg[:, 1])
-        h += _gather(f.project(1, bond_feas), bg[:, 2])
-        h += _gather(f.project(3, atom_feas), bg[:, 0])
+        blocks, bias = f.fuse()
+        h = torch.addmm(bias, angle_feas, blocks[2])
+        h += _gather(bond_feas @ blocks[0], bg[:, 1])
+        h += _gather(bond_feas @ blocks[1], bg[:, 2])
+        h += _gather(atom_feas @ blocks[3], bg[:, 0])
         return h
 
     def _bond_conv(self, k: int, atom_feas: Tensor, bond_feas: Tensor, bond_weights: Tensor, angle_feas: Tensor, bg: Tensor) -> Tensor:
@@ -163,6 +158,8 @@ class FactoredCHGNet:
         """``{"e": energy per structure (per atom if the model is intensive), "atoms_per_graph": counts}``, as
         ``CHGNet._compute(g)`` without forces, stress or magnetic moments."""
         m = self.model
+        if m.training:
+            raise RuntimeError("the factored CHGNet forward is for inference; call model.eval() first")
         atoms_per_graph = torch.bincount(g.atom_owners)
         atom_feas = m.atom_embedding(g.atomic_numbers - 1)
         bond_feas = m.bond_embedding(g.bond_bases_ag)
@@ -170,7 +167,7 @@ class FactoredCHGNet:
         bond_weights_bg = m.bond_weights_bg(g.bond_bases_bg)
         has_angles = len(g.angle_bases) != 0
         angle_feas = m.angle_embedding(g.angle_bases) if has_angles else None
-        bg = g.batched_bond_graph.long() if has_angles else None
+        bg = g.batched_bond_graph if has_angles else None
         n_layers = len(m.atom_conv_layers)
         # CHGNet zips the atom layers but the last with the bond and angle layers: the shortest list sets the count
         for k in range(min(n_layers - 1, len(self.bond), len(self.angle))):
