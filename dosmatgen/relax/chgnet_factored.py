@@ -25,6 +25,8 @@ This module only builds the energy; forces and stress come from autograd as befo
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
@@ -68,6 +70,29 @@ class FactoredGatedMLP:
         return g.activation(core) * g.sigmoid(gate)
 
 
+@dataclass(frozen=True)
+class _GraphIndex:
+    """The batched graph's index columns, each contiguous int64 once per call (CHGNet keeps int32 column views;
+    ``index_select`` and ``index_add_`` with those are measurably slower on CPU)."""
+
+    center: Tensor
+    neighbor: Tensor
+    directed2undirected: Tensor
+    angle_center: Tensor | None
+    bond_i: Tensor | None
+    bond_j: Tensor | None
+
+    @classmethod
+    def of(cls, g, has_angles: bool) -> "_GraphIndex":
+        def col(t: Tensor, j: int) -> Tensor:
+            return t[:, j].to(torch.int64).contiguous()
+
+        ag, bg = g.batched_atom_graph, g.batched_bond_graph
+        return cls(col(ag, 0), col(ag, 1), g.directed2undirected.to(torch.int64).contiguous(),
+                   col(bg, 0) if has_angles else None, col(bg, 1) if has_angles else None,
+                   col(bg, 2) if has_angles else None)
+
+
 def _gather(x: Tensor, index: Tensor) -> Tensor:
     """Rows ``x[index]`` (``index_select``: several times faster on CPU than advanced indexing, also backwards)."""
     return torch.index_select(x, 0, index)
@@ -103,11 +128,10 @@ class FactoredCHGNet:
                       for layer in model.angle_layers]
 
     # ----------------------------------------------------------------- layers
-    def _atom_conv(self, k: int, atom_feas: Tensor, bond_feas: Tensor, bond_weights: Tensor, g) -> Tensor:
+    def _atom_conv(self, k: int, atom_feas: Tensor, bond_feas: Tensor, bond_weights: Tensor, ix: "_GraphIndex") -> Tensor:
         layer, f = self.model.atom_conv_layers[k], self.atom[k]
         blocks, bias = f.fuse()
-        center, nbr = g.batched_atom_graph[:, 0], g.batched_atom_graph[:, 1]
-        d2u = g.directed2undirected
+        center, nbr, d2u = ix.center, ix.neighbor, ix.directed2undirected
         h = _gather(atom_feas @ blocks[0], center)
         h += _gather(torch.addmm(bias, bond_feas, blocks[1]), d2u)
         h += _gather(atom_feas @ blocks[2], nbr)
@@ -122,20 +146,21 @@ class FactoredCHGNet:
         return new
 
     @staticmethod
-    def _angle_input(f: FactoredGatedMLP, atom_feas: Tensor, bond_feas: Tensor, angle_feas: Tensor, bg: Tensor) -> Tensor:
+    def _angle_input(f: FactoredGatedMLP, atom_feas: Tensor, bond_feas: Tensor, angle_feas: Tensor, ix: "_GraphIndex") -> Tensor:
         """The fused first layer over [bond_i, bond_j, angle, center atom] per angle."""
         blocks, bias = f.fuse()
         h = torch.addmm(bias, angle_feas, blocks[2])
-        h += _gather(bond_feas @ blocks[0], bg[:, 1])
-        h += _gather(bond_feas @ blocks[1], bg[:, 2])
-        h += _gather(atom_feas @ blocks[3], bg[:, 0])
+        h += _gather(bond_feas @ blocks[0], ix.bond_i)
+        h += _gather(bond_feas @ blocks[1], ix.bond_j)
+        h += _gather(atom_feas @ blocks[3], ix.angle_center)
         return h
 
-    def _bond_conv(self, k: int, atom_feas: Tensor, bond_feas: Tensor, bond_weights: Tensor, angle_feas: Tensor, bg: Tensor) -> Tensor:
+    def _bond_conv(self, k: int, atom_feas: Tensor, bond_feas: Tensor, bond_weights: Tensor, angle_feas: Tensor,
+                   ix: "_GraphIndex") -> Tensor:
         layer, f = self.model.bond_conv_layers[k], self.bond[k]
-        update = f.finish(self._angle_input(f, atom_feas, bond_feas, angle_feas, bg))
-        update = update * _gather(bond_weights, bg[:, 1]) * _gather(bond_weights, bg[:, 2])
-        new = update.new_zeros(bond_feas.shape[0], update.shape[1]).index_add_(0, bg[:, 1], update)
+        update = f.finish(self._angle_input(f, atom_feas, bond_feas, angle_feas, ix))
+        update = update * _gather(bond_weights, ix.bond_i) * _gather(bond_weights, ix.bond_j)
+        new = update.new_zeros(bond_feas.shape[0], update.shape[1]).index_add_(0, ix.bond_i, update)
         if layer.use_mlp_out:
             new = layer.mlp_out(new)
         if layer.resnet:
@@ -144,9 +169,9 @@ class FactoredCHGNet:
             new = layer.bond_norm(new)
         return new
 
-    def _angle_update(self, k: int, atom_feas: Tensor, bond_feas: Tensor, angle_feas: Tensor, bg: Tensor) -> Tensor:
+    def _angle_update(self, k: int, atom_feas: Tensor, bond_feas: Tensor, angle_feas: Tensor, ix: "_GraphIndex") -> Tensor:
         layer, f = self.model.angle_layers[k], self.angle[k]
-        new = f.finish(self._angle_input(f, atom_feas, bond_feas, angle_feas, bg))
+        new = f.finish(self._angle_input(f, atom_feas, bond_feas, angle_feas, ix))
         if layer.resnet:
             new = new + angle_feas
         if layer.angle_norm is not None:
@@ -167,16 +192,16 @@ class FactoredCHGNet:
         bond_weights_bg = m.bond_weights_bg(g.bond_bases_bg)
         has_angles = len(g.angle_bases) != 0
         angle_feas = m.angle_embedding(g.angle_bases) if has_angles else None
-        bg = g.batched_bond_graph if has_angles else None
+        ix = _GraphIndex.of(g, has_angles)
         n_layers = len(m.atom_conv_layers)
         # CHGNet zips the atom layers but the last with the bond and angle layers: the shortest list sets the count
         for k in range(min(n_layers - 1, len(self.bond), len(self.angle))):
-            atom_feas = self._atom_conv(k, atom_feas, bond_feas, bond_weights_ag, g)
+            atom_feas = self._atom_conv(k, atom_feas, bond_feas, bond_weights_ag, ix)
             if has_angles and self.bond[k] is not None:
-                bond_feas = self._bond_conv(k, atom_feas, bond_feas, bond_weights_bg, angle_feas, bg)
+                bond_feas = self._bond_conv(k, atom_feas, bond_feas, bond_weights_bg, angle_feas, ix)
                 if self.angle[k] is not None:
-                    angle_feas = self._angle_update(k, atom_feas, bond_feas, angle_feas, bg)
-        atom_feas = self._atom_conv(n_layers - 1, atom_feas, bond_feas, bond_weights_ag, g)
+                    angle_feas = self._angle_update(k, atom_feas, bond_feas, angle_feas, ix)
+        atom_feas = self._atom_conv(n_layers - 1, atom_feas, bond_feas, bond_weights_ag, ix)
         if m.readout_norm is not None:
             atom_feas = m.readout_norm(atom_feas)
         if m.mlp_first:
