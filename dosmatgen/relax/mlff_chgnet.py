@@ -47,7 +47,7 @@ class CHGNetMLFF(MLFF):
             objects; the same arrays, 5x slower: for checks and before/after benchmarks).
         forward_code: ``"factored"`` (default, :mod:`dosmatgen.relax.chgnet_factored`: CHGNet's network with its
             first gated-MLP layers applied per atom and bond before the gathers, equal to float32 rounding; the
-            local screen's relax stage 1.51x faster on 2 CPU cores, not measured on a GPU) or ``"chgnet"`` (CHGNet's
+            local screen's relax stage 1.47-1.51x faster on 2 CPU cores, not measured on a GPU) or ``"chgnet"`` (CHGNet's
             own ``_compute``).
     """
 
