@@ -98,6 +98,20 @@ def _gather(x: Tensor, index: Tensor) -> Tensor:
     return torch.index_select(x, 0, index)
 
 
+def _sum_into(rows: Tensor, owner: Tensor, n_owners: int) -> Tensor:
+    """Sum of ``rows`` per owner, (n_owners, F): CHGNet's ``aggregate(..., average=False)``."""
+    return rows.new_zeros(n_owners, rows.shape[1]).index_add_(0, owner, rows)
+
+
+def _layer_output(layer: nn.Module, new: Tensor, old: Tensor, norm: nn.Module | None) -> Tensor:
+    """The end of a CHGNet conv layer: its output MLP (atom and bond layers), residual and normalisation."""
+    if getattr(layer, "use_mlp_out", False):
+        new = layer.mlp_out(new)
+    if layer.resnet:
+        new = new + old
+    return norm(new) if norm is not None else new
+
+
 def _first_linear(mlp: nn.Module) -> tuple[nn.Linear, nn.Module]:
     """The first ``Linear`` of a CHGNet ``MLP`` and the layers after it (only dropouts may come before it)."""
     layers = list(mlp.layers)
@@ -136,14 +150,7 @@ class FactoredCHGNet:
         h += _gather(torch.addmm(bias, bond_feas, blocks[1]), d2u)
         h += _gather(atom_feas @ blocks[2], nbr)
         messages = f.finish(h) * _gather(bond_weights, d2u)
-        new = messages.new_zeros(atom_feas.shape[0], messages.shape[1]).index_add_(0, center, messages)
-        if layer.use_mlp_out:
-            new = layer.mlp_out(new)
-        if layer.resnet:
-            new = new + atom_feas
-        if layer.atom_norm is not None:
-            new = layer.atom_norm(new)
-        return new
+        return _layer_output(layer, _sum_into(messages, center, atom_feas.shape[0]), atom_feas, layer.atom_norm)
 
     @staticmethod
     def _angle_input(f: FactoredGatedMLP, atom_feas: Tensor, bond_feas: Tensor, angle_feas: Tensor, ix: "_GraphIndex") -> Tensor:
@@ -160,23 +167,12 @@ class FactoredCHGNet:
         layer, f = self.model.bond_conv_layers[k], self.bond[k]
         update = f.finish(self._angle_input(f, atom_feas, bond_feas, angle_feas, ix))
         update = update * _gather(bond_weights, ix.bond_i) * _gather(bond_weights, ix.bond_j)
-        new = update.new_zeros(bond_feas.shape[0], update.shape[1]).index_add_(0, ix.bond_i, update)
-        if layer.use_mlp_out:
-            new = layer.mlp_out(new)
-        if layer.resnet:
-            new = new + bond_feas
-        if layer.bond_norm is not None:
-            new = layer.bond_norm(new)
-        return new
+        return _layer_output(layer, _sum_into(update, ix.bond_i, bond_feas.shape[0]), bond_feas, layer.bond_norm)
 
     def _angle_update(self, k: int, atom_feas: Tensor, bond_feas: Tensor, angle_feas: Tensor, ix: "_GraphIndex") -> Tensor:
         layer, f = self.model.angle_layers[k], self.angle[k]
-        new = f.finish(self._angle_input(f, atom_feas, bond_feas, angle_feas, ix))
-        if layer.resnet:
-            new = new + angle_feas
-        if layer.angle_norm is not None:
-            new = layer.angle_norm(new)
-        return new
+        return _layer_output(layer, f.finish(self._angle_input(f, atom_feas, bond_feas, angle_feas, ix)), angle_feas,
+                             layer.angle_norm)
 
     # ---------------------------------------------------------------- forward
     def compute(self, g) -> dict:
